@@ -1,0 +1,50 @@
+"""keras_kd: knowledge distillation for Keras 3, with fidelity as a result.
+
+Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
+`models`, `data`, `evaluation`, `export`, `training` and `pipeline`.
+"""
+
+try:
+    import tensorflow as _tensorflow  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        "keras_kd needs TensorFlow 2.21, which is not installed. Install the "
+        "extra for your machine: `pip install 'keras_kd[cpu]'`, or "
+        "`pip install 'keras_kd[gpu]'` for NVIDIA GPUs."
+    ) from error
+
+import keras as _keras
+
+if _keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        "keras_kd runs on Keras' TensorFlow backend; the active backend is "
+        f"{_keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
+    )
+
+from keras_kd import batch
+from keras_kd import data
+from keras_kd import evaluation
+from keras_kd import export
+from keras_kd import losses
+from keras_kd import metrics
+from keras_kd import models
+from keras_kd import pipeline
+from keras_kd import training
+from keras_kd.distiller import Distiller
+from keras_kd.ensemble import Ensemble
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Distiller",
+    "Ensemble",
+    "batch",
+    "data",
+    "evaluation",
+    "export",
+    "losses",
+    "metrics",
+    "models",
+    "pipeline",
+    "training",
+]

@@ -1,0 +1,232 @@
+"""Datasets by name: `digits`, `tfds:<name>` and `npz:<path>`.
+
+Every dataset comes back as unbatched `tf.data` splits of `(x, y)` pairs,
+`x` float32 (images scaled to [0, 1]) and `y` int32 class ids, plus a
+`DatasetInfo` with its class count and input shape.
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple
+    num_train: int
+    num_test: int
+
+    @property
+    def slug(self):
+        """The name as a folder name (`tfds:cifar10` -> `tfds_cifar10`)."""
+        base = self.name
+        if base.startswith("npz:"):
+            base = "npz:" + os.path.splitext(os.path.basename(base[4:]))[0]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """A dataset's `train` and `test` splits and its `info`."""
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DatasetInfo
+
+
+def load(name, data_dir=None, test_fraction=0.25):
+    """Loads a dataset by name.
+
+    Args:
+        name: `"digits"` (scikit-learn's bundled 8x8 digits: 1,797 images, a
+            fixed stratified split, no download), `"tfds:<name>"` (a TFDS
+            image-classification dataset with `train` and `test` splits) or
+            `"npz:<path>"` (a `.npz` file with arrays `x_train`, `y_train`,
+            `x_test`, `y_test`, and optionally `num_classes`).
+        data_dir: where TFDS keeps its data (TFDS' default when `None`).
+        test_fraction: the test share of the `digits` split.
+
+    Returns:
+        A `Splits`.
+
+    Example:
+
+    >>> data = keras_kd.data.load("digits")
+    >>> data.info.num_classes, data.info.input_shape
+    (10, (8, 8, 1))
+    """
+    if name == "digits":
+        return _load_digits(test_fraction)
+    if name.startswith("tfds:") and len(name) > 5:
+        return _load_tfds(name, name[5:], data_dir)
+    if name.startswith("npz:") and len(name) > 4:
+        return _load_npz(name, name[4:])
+    raise ValueError(
+        f"Unknown dataset {name!r}; expected 'digits', 'tfds:<name>' or "
+        "'npz:<path>'."
+    )
+
+
+def batched(split, batch_size, shuffle=False, seed=None, drop_remainder=False):
+    """Batches an unbatched split, shuffling each epoch reproducibly if asked.
+
+    Args:
+        split: an unbatched `tf.data.Dataset`.
+        batch_size: examples per batch (the global batch under a strategy).
+        shuffle: whether to reshuffle the whole split each epoch.
+        seed: the shuffle seed; the same seed gives the same batches.
+        drop_remainder: whether to drop a last partial batch.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if shuffle:
+        size = int(split.cardinality())
+        buffer = size if size > 0 else 10_000
+        split = split.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return split.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def _load_digits(test_fraction):
+    from sklearn import datasets as sk_datasets
+    from sklearn import model_selection
+
+    digits = sk_datasets.load_digits()
+    images = (digits.images / 16.0).astype("float32")[..., None]
+    x_train, x_test, y_train, y_test = model_selection.train_test_split(
+        images,
+        digits.target.astype("int32"),
+        test_size=test_fraction,
+        stratify=digits.target,
+        random_state=0,
+    )
+    return _from_arrays("digits", x_train, y_train, x_test, y_test, num_classes=10)
+
+
+def _load_npz(name, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Dataset {name!r}: no file at {path!r}.")
+    with np.load(path) as arrays:
+        missing = [key for key in _NPZ_KEYS if key not in arrays]
+        if missing:
+            raise ValueError(
+                f"Dataset {name!r}: {path!r} lacks arrays {missing}; expected "
+                f"{list(_NPZ_KEYS)}."
+            )
+        x_train, y_train, x_test, y_test = (arrays[key] for key in _NPZ_KEYS)
+        num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+    return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes)
+
+
+def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None):
+    x_train, y_train = _validate_split(name, "train", x_train, y_train)
+    x_test, y_test = _validate_split(name, "test", x_test, y_test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"Dataset {name!r}: train inputs have shape {x_train.shape[1:]} but "
+            f"test inputs {x_test.shape[1:]}; they must match."
+        )
+    largest = int(max(y_train.max(), y_test.max()))
+    if num_classes is None:
+        num_classes = largest + 1
+    if largest >= num_classes:
+        raise ValueError(
+            f"Dataset {name!r}: labels must be in [0, {num_classes}); found {largest}."
+        )
+    info = DatasetInfo(
+        name=name,
+        num_classes=num_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        num_train=len(x_train),
+        num_test=len(x_test),
+    )
+    return Splits(
+        train=tf.data.Dataset.from_tensor_slices((x_train, y_train)),
+        test=tf.data.Dataset.from_tensor_slices((x_test, y_test)),
+        info=info,
+    )
+
+
+def _validate_split(name, split, x, y):
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"Dataset {name!r}: x_{split} must have rank 2 (features), 3 "
+            f"(grayscale images) or 4 (images with channels); got shape {x.shape}."
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"Dataset {name!r}: y_{split} must be a vector of class ids; got "
+            f"shape {y.shape}."
+        )
+    if len(x) != len(y):
+        raise ValueError(
+            f"Dataset {name!r}: x_{split} has {len(x)} examples but y_{split} "
+            f"has {len(y)}."
+        )
+    if len(y) == 0:
+        raise ValueError(f"Dataset {name!r}: the {split} split is empty.")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"Dataset {name!r}: y_{split} must hold integer class ids; got "
+            f"dtype {y.dtype}."
+        )
+    if y.min() < 0:
+        raise ValueError(
+            f"Dataset {name!r}: labels must be non-negative; y_{split} holds {y.min()}."
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.dtype == np.uint8:
+        x = x.astype("float32") / 255.0
+    return x.astype("float32"), y.astype("int32")
+
+
+def _load_tfds(name, tfds_name, data_dir):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    info = builder.info
+    if info.supervised_keys is None:
+        raise ValueError(
+            f"Dataset {name!r} has no (input, label) supervised keys; expected "
+            "an image-classification dataset."
+        )
+    input_key, label_key = info.supervised_keys
+    for split in ("train", "test"):
+        if split not in info.splits:
+            raise ValueError(
+                f"Dataset {name!r} has no {split!r} split; it has "
+                f"{sorted(info.splits)}."
+            )
+    builder.download_and_prepare()
+    train, test = builder.as_dataset(split=["train", "test"], as_supervised=True)
+    dataset_info = DatasetInfo(
+        name=name,
+        num_classes=info.features[label_key].num_classes,
+        input_shape=tuple(info.features[input_key].shape),
+        num_train=info.splits["train"].num_examples,
+        num_test=info.splits["test"].num_examples,
+    )
+    return Splits(
+        train=train.map(_scale_image, num_parallel_calls=tf.data.AUTOTUNE),
+        test=test.map(_scale_image, num_parallel_calls=tf.data.AUTOTUNE),
+        info=dataset_info,
+    )
+
+
+def _scale_image(image, label):
+    if image.dtype == tf.uint8:
+        image = tf.cast(image, tf.float32) / 255.0
+    return tf.cast(image, tf.float32), tf.cast(label, tf.int32)

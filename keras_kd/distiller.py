@@ -1,0 +1,282 @@
+"""`Distiller`: a `keras.Model` that trains a student to match a teacher."""
+
+import keras
+import tensorflow as tf
+
+from keras_kd import batch as batch_lib
+from keras_kd import losses
+from keras_kd import metrics as metrics_lib
+
+
+def _num_classes(model):
+    """The static class count of a built model's logits, or None if unknown."""
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list) and len(shape) == 1:
+        shape = shape[0]
+    if not isinstance(shape, tuple) or not shape:
+        return None
+    return shape[-1]
+
+
+def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"):
+    if None in (student_classes, teacher_classes):
+        return
+    if student_classes != teacher_classes:
+        raise ValueError(
+            f"The student predicts {student_classes} classes but the "
+            f"{teacher_name} predicts {teacher_classes}; they must be equal."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class Distiller(keras.Model):
+    """Trains a student on a blend of hard labels and a teacher's soft targets.
+
+    The per-example loss is
+
+        alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+
+    for teacher logits `t`, student logits `s` and temperature `T`, averaged
+    over the *global* batch so that a step is the same on one device, N
+    replicas or N workers. The student's regularization losses are added.
+    The teacher is called with `training=False` and never trained; batches
+    that carry precomputed teacher logits skip it (see `keras_kd.batch`).
+
+    Calling the distiller calls the student, so `predict`, `export` and
+    `save` work as for any model; `export` writes the student alone.
+
+    `fit` and `evaluate` report `loss` (the blended loss), `accuracy` (student
+    against labels), `agreement` and `predictive_kl` (student against teacher,
+    at temperature 1) and `ece` (the student's calibration).
+
+    Args:
+        student: a Keras model returning logits.
+        teacher: a Keras model (or `keras_kd.Ensemble`) returning logits.
+        alpha: weight of the hard-label loss, in [0, 1]; 0 is pure
+            distillation.
+        temperature: softening temperature of the soft loss, > 0.
+
+    Example:
+
+    >>> teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
+    >>> student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
+    >>> distiller = keras_kd.Distiller(student, teacher, alpha=0.1, temperature=4)
+    >>> distiller.compile(optimizer="adam")
+    >>> x = np.random.rand(64, 8, 8, 1); y = np.random.randint(0, 10, 64)
+    >>> history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'agreement', 'ece', 'loss', 'predictive_kl']
+    """
+
+    def __init__(self, student, teacher, alpha=0.0, temperature=4.0, **kwargs):
+        kwargs.setdefault("name", "distiller")
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}.")
+        if isinstance(temperature, bool) or not float(temperature) > 0.0:
+            raise ValueError(
+                f"temperature must be > 0; got temperature={temperature!r}."
+            )
+        _check_class_counts(_num_classes(student), _num_classes(teacher))
+        self.student = student
+        self.teacher = teacher
+        # The teacher is never updated; this also keeps its weights out of the
+        # optimizer's state and runs its BatchNormalization in inference mode.
+        self.teacher.trainable = False
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.MeanMetricWrapper(
+            metrics_lib.accuracy, name="accuracy"
+        )
+        self.agreement_tracker = metrics_lib.Agreement(name="agreement")
+        self.kl_tracker = metrics_lib.PredictiveKL(name="predictive_kl")
+        self.ece_tracker = metrics_lib.ExpectedCalibrationError(name="ece")
+        if student.built:
+            self.built = True
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures training; the loss is the Distiller's own.
+
+        Args:
+            optimizer: the student's optimizer.
+            loss: must be `None`: the loss is set by `alpha` and `temperature`.
+            metrics: optional extra metrics of the student against labels.
+            **kwargs: passed to `keras.Model.compile`.
+        """
+        if loss is not None:
+            raise ValueError(
+                "A Distiller computes its own loss from alpha and temperature; "
+                f"compile it without `loss` (got loss={loss!r})."
+            )
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded Distiller (Keras skips overridden `compile`s)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        trackers = [
+            self.loss_tracker,
+            self.accuracy_tracker,
+            self.agreement_tracker,
+            self.kl_tracker,
+            self.ece_tracker,
+        ]
+        if getattr(self, "_compile_metrics", None) is not None:
+            trackers.append(self._compile_metrics)
+        return trackers
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        batch = batch_lib.unpack(data)
+        teacher_logits = self._teacher_logits(batch)
+        student_weights = self.student.trainable_weights
+        with tf.GradientTape() as tape:
+            student_logits = self.student(batch.x, training=True)
+            per_example_loss = self._per_example_loss(
+                batch, teacher_logits, student_logits
+            )
+            loss = tf.nn.compute_average_loss(
+                per_example_loss,
+                global_batch_size=_global_batch_size(per_example_loss),
+            )
+            regularization = self._regularization_loss()
+            loss += tf.nn.scale_regularization_loss(regularization)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, student_weights)
+        self.optimizer.apply_gradients(zip(gradients, student_weights))
+        return self._update_metrics(
+            batch, teacher_logits, student_logits, per_example_loss + regularization
+        )
+
+    def test_step(self, data):
+        batch = batch_lib.unpack(data)
+        teacher_logits = self._teacher_logits(batch)
+        student_logits = self.student(batch.x, training=False)
+        per_example_loss = self._per_example_loss(batch, teacher_logits, student_logits)
+        return self._update_metrics(
+            batch,
+            teacher_logits,
+            student_logits,
+            per_example_loss + self._regularization_loss(),
+        )
+
+    def predict_step(self, data):
+        return self.student(batch_lib.unpack(data).x, training=False)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Exports the student (not the teacher) for inference."""
+        return self.student.export(filepath, format=format, verbose=verbose, **kwargs)
+
+    def _teacher_logits(self, batch):
+        if batch.teacher_logits is not None:
+            teacher_logits = batch.teacher_logits
+        else:
+            teacher_logits = self.teacher(batch.x, training=False)
+        return tf.stop_gradient(tf.cast(teacher_logits, "float32"))
+
+    def _per_example_loss(self, batch, teacher_logits, student_logits):
+        _check_class_counts(
+            student_logits.shape[-1],
+            teacher_logits.shape[-1],
+            "teacher" if batch.teacher_logits is None else "batch's teacher_logits",
+        )
+        if self.alpha > 0.0 or batch.y is not None:
+            self._assert_labels_in_range(batch, student_logits.shape[-1])
+        if self.alpha > 0.0 and batch.y is None:
+            raise ValueError(
+                f"alpha={self.alpha} weights a hard-label loss, but the batch "
+                "has no labels; pass labels or use alpha=0."
+            )
+        temperature = self.temperature
+        if batch.temperature is not None:
+            temperature = batch.temperature
+        loss = losses.distillation_loss(
+            batch.y,
+            teacher_logits,
+            student_logits,
+            alpha=self.alpha,
+            temperature=temperature,
+            hard_label_mask=batch.hard_label_mask,
+        )
+        if batch.sample_weight is not None:
+            loss *= tf.reshape(tf.cast(batch.sample_weight, loss.dtype), [-1])
+        return loss
+
+    def _regularization_loss(self):
+        if not self.student.losses:
+            return tf.constant(0.0)
+        return tf.cast(tf.add_n(self.student.losses), "float32")
+
+    def _assert_labels_in_range(self, batch, num_classes):
+        labels = batch.y
+        if labels is None or not labels.dtype.is_integer:
+            return
+        if batch.hard_label_mask is not None:
+            mask = tf.reshape(batch.hard_label_mask, tf.shape(labels))
+            labels = tf.where(mask > 0, labels, tf.zeros_like(labels))
+        message = f"labels must be integers in [0, {num_classes}), the class count"
+        tf.debugging.assert_non_negative(labels, message=message)
+        tf.debugging.assert_less(
+            labels, tf.cast(num_classes, labels.dtype), message=message
+        )
+
+    def _update_metrics(self, batch, teacher_logits, student_logits, loss):
+        # Trackers are fed per-example values, and their state is summed across
+        # replicas on read, so the logged numbers are true global means.
+        self.loss_tracker.update_state(loss)
+        self.agreement_tracker.update_state(
+            teacher_logits, student_logits, batch.sample_weight
+        )
+        self.kl_tracker.update_state(teacher_logits, student_logits, batch.sample_weight)
+        if batch.y is not None:
+            labeled_weight = batch_lib.labeled_weight(batch)
+            self.accuracy_tracker.update_state(batch.y, student_logits, labeled_weight)
+            self.ece_tracker.update_state(batch.y, student_logits, labeled_weight)
+            if getattr(self, "_compile_metrics", None) is not None:
+                self._compile_metrics.update_state(
+                    batch.y, student_logits, labeled_weight
+                )
+        return self.get_metrics_result()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "student": keras.saving.serialize_keras_object(self.student),
+                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "alpha": self.alpha,
+                "temperature": self.temperature,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("student", "teacher"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _global_batch_size(per_example_loss):
+    """The number of examples in this step across all replicas and workers.
+
+    Summing the local counts (instead of multiplying one replica's count by
+    the replica count) keeps the average exact when the last batch splits
+    unevenly across replicas.
+    """
+    local = tf.shape(per_example_loss)[0]
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, local)

@@ -1,0 +1,116 @@
+"""Saving, exporting and loading models, with writes that are never partial.
+
+Every write goes to a temporary path beside the destination and is renamed
+into place when complete, so a killed process never leaves a file or folder
+that looks finished.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+
+@contextlib.contextmanager
+def _atomic_path(path, suffix=""):
+    """Yields a temporary path that replaces `path` when the block succeeds."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+    try:
+        staged = os.path.join(staging, "artifact" + suffix)
+        yield staged
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_text(text, path):
+    """Writes `text` to `path`, atomically."""
+    with _atomic_path(path) as staged:
+        with open(staged, "w") as f:
+            f.write(text)
+    return path
+
+
+def write_json(value, path):
+    """Writes `value` as indented JSON to `path`, atomically."""
+    return write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", path)
+
+
+def save_keras(model, path):
+    """Saves `model` as a `.keras` file at `path`, atomically."""
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"A Keras model file must end in '.keras'; got {path!r}.")
+    with _atomic_path(path, suffix=".keras") as staged:
+        model.save(staged)
+    return path
+
+
+def export_saved_model(model, path):
+    """Exports `model`'s inference function as a TF SavedModel, atomically.
+
+    The result loads with `tf.saved_model.load(path)` alone and serves under
+    the `serve` endpoint and the `serving_default` signature.
+    """
+    with _atomic_path(path) as staged:
+        model.export(staged, format="tf_saved_model", verbose=False)
+    return path
+
+
+def export_student(model, directory):
+    """Writes a student as `<directory>/saved_model` and `<directory>/student.keras`.
+
+    A `keras_kd.Distiller` is exported as its student.
+
+    Returns:
+        A dict with the paths written, under `saved_model` and `keras`.
+    """
+    model = getattr(model, "student", model)
+    return {
+        "saved_model": export_saved_model(model, os.path.join(directory, "saved_model")),
+        "keras": save_keras(model, os.path.join(directory, "student.keras")),
+    }
+
+
+def is_saved_model(path):
+    """Whether `path` is a TensorFlow SavedModel directory."""
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def load_model(path):
+    """Loads a model for inference from a `.keras` file or a SavedModel folder.
+
+    A SavedModel comes back as a `keras.layers.TFSMLayer` calling its `serve`
+    endpoint (or `serving_default`, for SavedModels made elsewhere).
+    """
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No Keras model file at {path!r}.")
+        return keras.saving.load_model(path, compile=False)
+    if is_saved_model(path):
+        return keras.layers.TFSMLayer(path, call_endpoint=_serving_endpoint(path))
+    raise ValueError(
+        f"Cannot load a model from {path!r}: expected a '.keras' file or a "
+        "TensorFlow SavedModel folder (one holding saved_model.pb)."
+    )
+
+
+def _serving_endpoint(path):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    if hasattr(loaded, "serve"):
+        return "serve"
+    if "serving_default" in loaded.signatures:
+        return "serving_default"
+    raise ValueError(
+        f"The SavedModel at {path!r} has neither a 'serve' endpoint nor a "
+        "'serving_default' signature to call."
+    )

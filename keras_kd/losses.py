@@ -1,0 +1,113 @@
+"""Per-example distillation losses, computed from logits.
+
+Every function returns one value per example (shape `[batch]`); reducing over
+the (global) batch is the caller's job. All are computed in float32 from
+log-softmax, with no probability clipping.
+"""
+
+from keras import ops
+
+
+def _float32(x):
+    return ops.cast(x, "float32")
+
+
+def _per_example_column(value, rank):
+    """Broadcasts a scalar or per-example `[batch]` value against logits."""
+    value = _float32(value)
+    if len(value.shape) == 1 and rank > 1:
+        value = ops.expand_dims(value, -1)
+    return value
+
+
+def soft_target_kl(teacher_logits, student_logits, temperature=1.0):
+    """KL(softmax(t / T) || softmax(s / T)) per example, in nats.
+
+    Args:
+        teacher_logits: `[batch, classes]` teacher logits.
+        student_logits: `[batch, classes]` student logits.
+        temperature: a positive scalar, or a `[batch]` tensor of per-example
+            temperatures.
+
+    Returns:
+        A `[batch]` float32 tensor.
+
+    Example:
+
+    >>> logits = np.array([[2.0, 0.0, -1.0]])
+    >>> float(soft_target_kl(logits, logits)[0])
+    0.0
+    """
+    temperature = _per_example_column(temperature, len(teacher_logits.shape))
+    teacher_log_probs = ops.log_softmax(_float32(teacher_logits) / temperature)
+    student_log_probs = ops.log_softmax(_float32(student_logits) / temperature)
+    return ops.sum(
+        ops.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs),
+        axis=-1,
+    )
+
+
+def hard_label_cross_entropy(labels, student_logits):
+    """Cross-entropy of the student against labels, per example.
+
+    Args:
+        labels: `[batch]` integer class ids, or `[batch, classes]` label
+            distributions (one-hot or mixed labels).
+        student_logits: `[batch, classes]` logits.
+
+    Returns:
+        A `[batch]` float32 tensor.
+    """
+    student_logits = _float32(student_logits)
+    if len(labels.shape) == len(student_logits.shape):
+        return -ops.sum(_float32(labels) * ops.log_softmax(student_logits), axis=-1)
+    return ops.sparse_categorical_crossentropy(
+        ops.reshape(labels, (-1,)), student_logits, from_logits=True
+    )
+
+
+def distillation_loss(
+    labels,
+    teacher_logits,
+    student_logits,
+    alpha,
+    temperature,
+    hard_label_mask=None,
+):
+    """The blended distillation loss per example.
+
+    `alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))`.
+    `alpha` is the weight of the hard-label loss: `alpha=0` is pure
+    distillation and needs no labels. The `T^2` factor keeps the soft term's
+    gradient scale independent of the temperature.
+
+    Args:
+        labels: integer labels or label distributions; ignored (and may be
+            `None`) when `alpha == 0`.
+        teacher_logits: `[batch, classes]`.
+        student_logits: `[batch, classes]`.
+        alpha: a Python float in [0, 1].
+        temperature: a positive scalar or a `[batch]` tensor.
+        hard_label_mask: optional `[batch]` tensor, 1 where the example has a
+            label; unlabeled examples contribute only the soft term.
+
+    Returns:
+        A `[batch]` float32 tensor.
+    """
+    loss = 0.0
+    if alpha > 0.0:
+        if hard_label_mask is None:
+            hard = hard_label_cross_entropy(labels, student_logits)
+        else:
+            mask = ops.reshape(hard_label_mask, (-1,))
+            if len(labels.shape) < len(student_logits.shape):
+                # Unlabeled examples may carry any placeholder label (-1, say).
+                labels = ops.where(mask > 0, ops.reshape(labels, (-1,)), 0)
+            hard = hard_label_cross_entropy(labels, student_logits)
+            hard = hard * _float32(mask)
+        loss = alpha * hard
+    if alpha < 1.0:
+        temperature_squared = ops.square(_float32(temperature))
+        soft = soft_target_kl(teacher_logits, student_logits, temperature)
+        loss = loss + (1.0 - alpha) * temperature_squared * soft
+    return loss

@@ -1,0 +1,67 @@
+"""Classifiers by name, all returning logits.
+
+`get(name, input_shape, num_classes)` builds:
+
+- `resnet<depth>`: CIFAR-style ResNets, depth = 6n + 2 (`resnet8`, `resnet20`,
+  `resnet56`, ...), stages of 16/32/64 filters;
+- `cnn`: a small VGG-style convolutional network;
+- `mlp`: a multilayer perceptron (any input rank).
+"""
+
+import re
+
+from keras_kd.models.resnet import cifar_resnet
+from keras_kd.models.simple import cnn
+from keras_kd.models.simple import mlp
+
+_RESNET = re.compile(r"resnet(\d+)$")
+_BUILDERS = {"cnn": cnn, "mlp": mlp}
+
+
+def names():
+    """The model names `get` accepts (`resnet<6n+2>` stands for any depth)."""
+    return sorted(_BUILDERS) + ["resnet8", "resnet20", "resnet56", "resnet<6n+2>"]
+
+
+def check_name(name):
+    """Raises a ValueError naming `name` if `get` does not know it."""
+    match = _RESNET.match(name)
+    if match:
+        depth = int(match.group(1))
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(
+                f"Unknown model {name!r}: a CIFAR ResNet's depth is 6n + 2 with "
+                f"n >= 1 (8, 14, 20, ..., 56, 110); got {depth}."
+            )
+        return
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
+
+
+def get(name, input_shape, num_classes, **kwargs):
+    """Builds the named classifier.
+
+    Args:
+        name: a name from `names()`.
+        input_shape: shape of one example, e.g. `(32, 32, 3)`.
+        num_classes: number of output logits.
+        **kwargs: architecture options of the builder (e.g. `hidden_units` for
+            `mlp`, `width` for `cnn`).
+
+    Returns:
+        A functional `keras.Model` mapping inputs to logits.
+
+    Example:
+
+    >>> model = keras_kd.models.get("resnet20", (32, 32, 3), 100)
+    >>> model.output_shape
+    (None, 100)
+    """
+    check_name(name)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    input_shape = tuple(input_shape)
+    match = _RESNET.match(name)
+    if match:
+        return cifar_resnet(int(match.group(1)), input_shape, num_classes, **kwargs)
+    return _BUILDERS[name](input_shape, num_classes, **kwargs)

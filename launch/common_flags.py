@@ -1,0 +1,33 @@
+"""Flags shared by the launch apps (imported, so they are defined once)."""
+
+from absl import flags
+from absl import logging
+
+from keras_kd import training
+
+flags.DEFINE_string(
+    "dataset", "digits",
+    "Dataset: 'digits' (bundled, no download), 'tfds:<name>' or 'npz:<path>'.",
+)
+flags.DEFINE_string("data_dir", None, "TFDS data folder (TFDS' default if unset).")
+flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
+flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
+flags.DEFINE_float("lr", 2e-3, "Initial learning rate (cosine-decayed to 0).")
+flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay.", lower_bound=0.0)
+flags.DEFINE_integer("seed", 0, "Seed of initializations and batch order.")
+flags.DEFINE_string(
+    "saved_models_dir", "saved_models", "Root of the default output folders."
+)
+flags.DEFINE_enum(
+    "verbose", "auto", ["auto", "0", "1", "2"],
+    "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+)
+
+FLAGS = flags.FLAGS
+# TensorFlow logs every SavedModel write at INFO; show warnings and up (-v 0 for INFO).
+FLAGS.set_default("verbosity", logging.WARNING)
+
+
+def verbosity():
+    """The --verbose flag as Keras takes it."""
+    return FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)

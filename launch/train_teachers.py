@@ -1,0 +1,63 @@
+"""Trains the members of a teacher ensemble and saves each with its test metrics.
+
+    python -m launch.train_teachers --dataset=digits --arch=resnet20 --members=3
+
+Members already trained with the same settings are reused, so a larger
+ensemble only trains the members it lacks.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from keras_kd import data as data_lib
+from keras_kd import evaluation
+from keras_kd import training
+from keras_kd.ensemble import Ensemble
+
+from launch import common_flags
+
+flags.DEFINE_string("arch", "resnet20", "Member architecture.")
+flags.DEFINE_integer("members", 3, "Number of members.", lower_bound=1)
+flags.DEFINE_integer("epochs", 15, "Epochs per member.", lower_bound=1)
+flags.DEFINE_string(
+    "output_dir", None, "Folder of members (default <saved_models_dir>/<dataset>/teachers)."
+)
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    spec = training.ClassifierSpec(
+        arch=FLAGS.arch,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        optimizer=FLAGS.optimizer,
+        lr=FLAGS.lr,
+        weight_decay=FLAGS.weight_decay,
+        seed=FLAGS.seed,
+    )
+    try:
+        spec.validate()
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    data = data_lib.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    output_dir = FLAGS.output_dir or os.path.join(
+        FLAGS.saved_models_dir, data.info.slug, "teachers"
+    )
+    members = training.ensemble_members(
+        spec, data, FLAGS.members, output_dir, verbose=common_flags.verbosity()
+    )
+    for member in members:
+        status = "reused" if member["reused"] else "trained"
+        print(f"{member['path']}: test accuracy {member['test_accuracy']:.4f} ({status})")
+    teacher = Ensemble([member["path"] for member in members])
+    test = data_lib.batched(data.test, FLAGS.batch_size)
+    ensemble = evaluation.fidelity_metrics(teacher, teacher, test)
+    print(f"ensemble of {len(members)}: test accuracy {ensemble['teacher_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
