@@ -113,6 +113,9 @@ class Distiller(keras.Model):
                 f"compile it without `loss` (got loss={loss!r})."
             )
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        if self.built:
+            # Built now, a Distiller saved before `fit` restores its optimizer.
+            self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         """Recompiles a loaded Distiller (Keras skips overridden `compile`s)."""
@@ -153,6 +156,9 @@ class Distiller(keras.Model):
             loss += tf.nn.scale_regularization_loss(regularization)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, student_weights)
+        with tf.control_dependencies(_label_checks(batch, student_logits.shape[-1])):
+            # Bad labels stop the step before any weight changes.
+            gradients = [g if g is None else tf.identity(g) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, student_weights))
         return self._update_metrics(
             batch, teacher_logits, student_logits, per_example_loss + regularization
@@ -163,6 +169,8 @@ class Distiller(keras.Model):
         teacher_logits = self._teacher_logits(batch)
         student_logits = self.student(batch.x, training=False)
         per_example_loss = self._per_example_loss(batch, teacher_logits, student_logits)
+        with tf.control_dependencies(_label_checks(batch, student_logits.shape[-1])):
+            per_example_loss = tf.identity(per_example_loss)
         return self._update_metrics(
             batch,
             teacher_logits,
@@ -190,8 +198,6 @@ class Distiller(keras.Model):
             teacher_logits.shape[-1],
             "teacher" if batch.teacher_logits is None else "batch's teacher_logits",
         )
-        if self.alpha > 0.0 or batch.y is not None:
-            self._assert_labels_in_range(batch, student_logits.shape[-1])
         if self.alpha > 0.0 and batch.y is None:
             raise ValueError(
                 f"alpha={self.alpha} weights a hard-label loss, but the batch "
@@ -216,19 +222,6 @@ class Distiller(keras.Model):
         if not self.student.losses:
             return tf.constant(0.0)
         return tf.cast(tf.add_n(self.student.losses), "float32")
-
-    def _assert_labels_in_range(self, batch, num_classes):
-        labels = batch.y
-        if labels is None or not labels.dtype.is_integer:
-            return
-        if batch.hard_label_mask is not None:
-            mask = tf.reshape(batch.hard_label_mask, tf.shape(labels))
-            labels = tf.where(mask > 0, labels, tf.zeros_like(labels))
-        message = f"labels must be integers in [0, {num_classes}), the class count"
-        tf.debugging.assert_non_negative(labels, message=message)
-        tf.debugging.assert_less(
-            labels, tf.cast(num_classes, labels.dtype), message=message
-        )
 
     def _update_metrics(self, batch, teacher_logits, student_logits, loss):
         # Trackers are fed per-example values, and their state is summed across
@@ -266,6 +259,23 @@ class Distiller(keras.Model):
         for key in ("student", "teacher"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _label_checks(batch, num_classes):
+    """Assertions that integer labels lie in [0, num_classes) (graph mode ops)."""
+    labels = batch.y
+    if labels is None or not labels.dtype.is_integer:
+        return []
+    if batch.hard_label_mask is not None:
+        # Unlabeled examples may carry any placeholder label.
+        mask = tf.reshape(batch.hard_label_mask, tf.shape(labels))
+        labels = tf.where(mask > 0, labels, tf.zeros_like(labels))
+    message = f"labels must be integers in [0, {num_classes}), the class count"
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=message),
+        tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
+    ]
+    return [check for check in checks if check is not None]
 
 
 def _global_batch_size(per_example_loss):

@@ -196,34 +196,39 @@ def _validate_split(name, split, x, y):
 def _load_tfds(name, tfds_name, data_dir):
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(tfds_name, data_dir=data_dir)
-    info = builder.info
+    info = tfds.builder(tfds_name, data_dir=data_dir).info
     if info.supervised_keys is None:
         raise ValueError(
             f"Dataset {name!r} has no (input, label) supervised keys; expected "
             "an image-classification dataset."
         )
+    missing = [split for split in ("train", "test") if split not in info.splits]
+    if info.splits and missing:
+        raise ValueError(
+            f"Dataset {name!r} has no {missing} split; it has {sorted(info.splits)}."
+        )
+    train, test = tfds.load(
+        tfds_name, split=["train", "test"], as_supervised=True, data_dir=data_dir
+    )
     input_key, label_key = info.supervised_keys
-    for split in ("train", "test"):
-        if split not in info.splits:
-            raise ValueError(
-                f"Dataset {name!r} has no {split!r} split; it has "
-                f"{sorted(info.splits)}."
-            )
-    builder.download_and_prepare()
-    train, test = builder.as_dataset(split=["train", "test"], as_supervised=True)
     dataset_info = DatasetInfo(
         name=name,
         num_classes=info.features[label_key].num_classes,
         input_shape=tuple(info.features[input_key].shape),
-        num_train=info.splits["train"].num_examples,
-        num_test=info.splits["test"].num_examples,
+        num_train=_num_examples(info, "train", train),
+        num_test=_num_examples(info, "test", test),
     )
     return Splits(
         train=train.map(_scale_image, num_parallel_calls=tf.data.AUTOTUNE),
         test=test.map(_scale_image, num_parallel_calls=tf.data.AUTOTUNE),
         info=dataset_info,
     )
+
+
+def _num_examples(info, split, dataset):
+    if split in info.splits:
+        return info.splits[split].num_examples
+    return int(dataset.cardinality())
 
 
 def _scale_image(image, label):

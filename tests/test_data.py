@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import keras_kd
+
+
+def test_digits_is_a_fixed_stratified_split(digits):
+    info = digits.info
+    assert (info.num_classes, info.input_shape, info.num_train, info.num_test) == (10, (8, 8, 1), 1347, 450)
+    x, y = next(iter(digits.test.batch(450)))
+    assert x.dtype == tf.float32 and y.dtype == tf.int32
+    assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+    from sklearn.datasets import load_digits
+
+    expected = np.bincount(load_digits().target) * 450 / 1797  # stratified: each class's share
+    assert np.abs(np.bincount(y.numpy(), minlength=10) - expected).max() <= 1
+    again = keras_kd.data.load("digits")
+    np.testing.assert_array_equal(next(iter(again.test.batch(450)))[1], y)
+
+
+def test_batched_is_reproducible_per_seed(digits):
+    def labels(seed):
+        return np.concatenate([y.numpy() for _, y in keras_kd.data.batched(digits.train, 100, shuffle=True, seed=seed)])
+    assert np.array_equal(labels(3), labels(3))
+    assert not np.array_equal(labels(3), labels(4))
+    epochs = keras_kd.data.batched(digits.train, 1347, shuffle=True, seed=3).repeat(2)
+    first, second = (y.numpy() for _, y in epochs)
+    assert not np.array_equal(first, second)  # reshuffled each epoch
+
+
+def _write_npz(path, **overrides):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, size=(12, 6, 6), dtype=np.uint8),
+        "y_train": np.arange(12) % 3,
+        "x_test": rng.integers(0, 256, size=(6, 6, 6), dtype=np.uint8),
+        "y_test": np.arange(6) % 3,
+    }
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return f"npz:{path}"
+
+
+def test_npz_arrays_load_as_scaled_images(tmp_path):
+    data = keras_kd.data.load(_write_npz(tmp_path / "toy.npz"))
+    assert (data.info.num_classes, data.info.input_shape) == (3, (6, 6, 1))
+    assert data.info.slug == "npz_toy"
+    x, _ = next(iter(data.train.batch(12)))
+    assert float(tf.reduce_max(x)) <= 1.0
+
+
+def test_npz_num_classes_key_sets_the_class_count(tmp_path):
+    data = keras_kd.data.load(_write_npz(tmp_path / "toy.npz", num_classes=np.array(5)))
+    assert data.info.num_classes == 5
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        ({"y_test": None}, ValueError, r"lacks arrays \['y_test'\]"),
+        ({"y_train": np.arange(11) % 3}, ValueError, "x_train has 12 examples but y_train has 11"),
+        ({"y_train": -(np.arange(12) % 3)}, ValueError, "labels must be non-negative"),
+        ({"num_classes": np.array(2)}, ValueError, r"labels must be in \[0, 2\); found 2"),
+        ({"x_train": np.zeros((12, 2, 2, 2, 1))}, ValueError, "x_train must have rank 2 .* got shape \\(12, 2, 2, 2, 1\\)"),
+        ({"y_train": np.zeros((12, 3), int)}, ValueError, "vector of class ids; got shape \\(12, 3\\)"),
+        ({"y_train": np.zeros(12, "float32")}, ValueError, "integer class ids; got dtype float32"),
+        ({"x_test": np.zeros((6, 5, 5), np.uint8)}, ValueError, "train inputs have shape"),
+    ],
+)
+def test_bad_npz_files_are_named(tmp_path, overrides, error, message):
+    with pytest.raises(error, match=message):
+        keras_kd.data.load(_write_npz(tmp_path / "bad.npz", **overrides))
+
+
+def test_missing_npz_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        keras_kd.data.load(f"npz:{tmp_path}/absent.npz")
+
+
+def test_unknown_dataset_is_named():
+    with pytest.raises(ValueError, match="Unknown dataset 'cifar'"):
+        keras_kd.data.load("cifar")
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5])
+def test_bad_batch_size_is_named(digits, batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be a positive integer; got {batch_size}"):
+        keras_kd.data.batched(digits.train, batch_size)
+
+
+def test_tfds_dataset_loads_from_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE,
+                                data_dir=str(tmp_path)):
+        data = keras_kd.data.load("tfds:mnist", data_dir=str(tmp_path))
+        x, y = next(iter(keras_kd.data.batched(data.train, 16)))
+    assert (data.info.num_classes, data.info.input_shape, data.info.slug) == (10, (28, 28, 1), "tfds_mnist")
+    assert x.shape == (16, 28, 28, 1) and x.dtype == tf.float32 and y.dtype == tf.int32
+    assert float(tf.reduce_max(x)) <= 1.0

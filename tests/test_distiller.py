@@ -1,0 +1,318 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_kd
+from tests import reference
+
+NUM_CLASSES = 5
+
+
+def _dense_model(seed, hidden=8, classes=NUM_CLASSES, l2=0.0, name=None):
+    initializer = keras.initializers.GlorotUniform(seed=seed)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(hidden, activation="tanh", kernel_initializer=initializer,
+                               kernel_regularizer=regularizer),
+            keras.layers.Dense(classes, kernel_initializer=initializer),
+        ],
+        name=name,
+    )
+
+
+def _data(rng, n=32, classes=NUM_CLASSES):
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = rng.integers(0, classes, size=n).astype("int32")
+    return x, y
+
+
+def _hand_loss(student_weights, x, y, teacher_logits, alpha, temperature, l2):
+    """The documented loss, written out with raw TF ops (not keras_kd's)."""
+    w1, b1, w2, b2 = student_weights
+    logits = tf.matmul(tf.tanh(tf.matmul(x, w1) + b1), w2) + b2
+    log_q = tf.nn.log_softmax(logits)
+    ce = -tf.gather(log_q, y, batch_dims=1)
+    log_pt = tf.nn.log_softmax(teacher_logits / temperature)
+    log_qt = tf.nn.log_softmax(logits / temperature)
+    kl = tf.reduce_sum(tf.exp(log_pt) * (log_pt - log_qt), axis=-1)
+    per_example = alpha * ce + (1 - alpha) * temperature**2 * kl
+    return tf.reduce_mean(per_example) + l2 * tf.reduce_sum(tf.square(w1))
+
+
+def test_train_step_applies_the_hand_computed_loss_and_gradient(rng):
+    x, y = _data(rng)
+    teacher, student = _dense_model(1), _dense_model(2, l2=0.01)
+    alpha, temperature, lr = 0.3, 2.5, 0.1
+    distiller = keras_kd.Distiller(student, teacher, alpha=alpha, temperature=temperature)
+    distiller.compile(optimizer=keras.optimizers.SGD(lr))
+    teacher_logits = tf.constant(teacher.predict(x, verbose=0))
+    before = [tf.Variable(w) for w in student.get_weights()]
+    with tf.GradientTape() as tape:
+        expected_loss = _hand_loss(before, x, y, teacher_logits, alpha, temperature, 0.01)
+    gradients = tape.gradient(expected_loss, before)
+
+    logs = distiller.train_on_batch(x, y, return_dict=True)
+
+    assert logs["loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+    for after, start, gradient in zip(student.get_weights(), before, gradients):
+        np.testing.assert_allclose(after, start.numpy() - lr * gradient.numpy(), atol=1e-6)
+
+
+def test_evaluate_reports_true_metric_values(rng):
+    x, y = _data(rng, n=40)
+    teacher, student = _dense_model(1), _dense_model(2)
+    distiller = keras_kd.Distiller(student, teacher, alpha=0.5, temperature=3.0)
+    distiller.compile()
+    logs = distiller.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
+    t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
+    expected_loss = 0.5 * reference.cross_entropy(y, s) + 0.5 * 9.0 * reference.kl(t, s, 3.0)
+    assert logs["loss"] == pytest.approx(expected_loss.mean(), rel=1e-5)
+    assert logs["accuracy"] == pytest.approx(np.mean(s.argmax(-1) == y))
+    assert logs["agreement"] == pytest.approx(np.mean(s.argmax(-1) == t.argmax(-1)))
+    assert logs["predictive_kl"] == pytest.approx(reference.kl(t, s).mean(), rel=1e-5)
+    assert logs["ece"] == pytest.approx(reference.ece(y, s, 15), rel=1e-4)
+
+
+def test_teacher_is_never_trained(digits):
+    teacher = keras_kd.models.get("resnet8", (8, 8, 1), 10)  # BatchNorm statistics too
+    student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
+    before = [w.copy() for w in teacher.get_weights()]
+    distiller = keras_kd.Distiller(student, teacher, alpha=0.5)
+    distiller.compile(optimizer="adam")
+    distiller.fit(keras_kd.data.batched(digits.train.take(128), 32), epochs=2, verbose=0)
+    for a, b in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Adam keeps 2 slots per trained weight (+ iterations, learning rate): none for the teacher.
+    assert len(distiller.optimizer.variables) == 2 + 2 * len(student.trainable_weights)
+
+
+def test_precomputed_teacher_logits_replace_the_teacher(rng):
+    x, y = _data(rng)
+    used_teacher, ignored_teacher = _dense_model(1), _dense_model(3)
+    logits = used_teacher.predict(x, verbose=0)
+    runs = []
+    for teacher, batches in (
+        (used_teacher, tf.data.Dataset.from_tensor_slices((x, y)).batch(8)),
+        (ignored_teacher, tf.data.Dataset.from_tensor_slices((x, y, logits)).batch(8)),
+    ):
+        student = _dense_model(2)
+        distiller = keras_kd.Distiller(student, teacher, alpha=0.2)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+        history = distiller.fit(batches, epochs=2, verbose=0).history
+        runs.append((student.get_weights(), history))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert runs[0][1]["agreement"] == pytest.approx(runs[1][1]["agreement"])
+
+
+def test_dict_batches_carry_masks_temperatures_and_weights(rng):
+    x, y = _data(rng, n=16)
+    teacher, student = _dense_model(1), _dense_model(2)
+    mask = np.array([1, 0] * 8, "float32")
+    temperature = rng.uniform(1, 5, size=16).astype("float32")
+    weight = rng.uniform(size=16).astype("float32")
+    labels = np.where(mask > 0, y, -1).astype("int32")
+    batch = {"x": x, "y": labels, "hard_label_mask": mask, "temperature": temperature,
+             "sample_weight": weight}
+    distiller = keras_kd.Distiller(student, teacher, alpha=0.4)
+    distiller.compile()
+    logs = distiller.evaluate(tf.data.Dataset.from_tensors(batch), return_dict=True, verbose=0)
+    t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
+    hard = np.where(mask > 0, reference.cross_entropy(np.maximum(labels, 0), s), 0.0)
+    per_example = weight * (0.4 * hard + 0.6 * temperature**2 * reference.kl(t, s, temperature))
+    assert logs["loss"] == pytest.approx(per_example.mean(), rel=1e-5)
+    labeled = mask > 0
+    expected_accuracy = np.average(s.argmax(-1)[labeled] == y[labeled], weights=weight[labeled])
+    assert logs["accuracy"] == pytest.approx(expected_accuracy, rel=1e-5)
+
+
+def _mirrored_run(strategy, x, y, initial_weights):
+    with strategy.scope():
+        teacher = keras_kd.Ensemble([_image_mlp(seed) for seed in (10, 11)])
+        student = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+        student.set_weights(initial_weights)
+        distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.0)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = distiller.fit(batches, epochs=2, verbose=0).history
+    return student.get_weights(), history
+
+
+def _image_mlp(seed):
+    keras.utils.set_random_seed(seed)
+    return keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
+
+
+def test_mirrored_strategy_matches_one_device(digits):
+    # 69 examples: the last batch (5) splits unevenly over the 2 replicas.
+    x, y = next(iter(digits.train.batch(69)))
+    keras.utils.set_random_seed(0)
+    initial = keras_kd.models.get("resnet8", (8, 8, 1), 10).get_weights()
+    single_weights, single_logs = _mirrored_run(tf.distribute.get_strategy(), x, y, initial)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    mirrored_weights, mirrored_logs = _mirrored_run(strategy, x, y, initial)
+    for a, b in zip(single_weights, mirrored_weights):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+    for name in ("loss", "accuracy", "agreement", "predictive_kl", "ece"):
+        np.testing.assert_allclose(single_logs[name], mirrored_logs[name], rtol=1e-4, atol=1e-6)
+
+
+def test_distiller_is_built_with_its_student_and_predicts(rng):
+    x, _ = _data(rng, n=4)
+    student = _dense_model(2)
+    distiller = keras_kd.Distiller(student, _dense_model(1))
+    assert distiller.built
+    np.testing.assert_allclose(distiller.predict(x, verbose=0), student.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("after_fit", [False, True])
+def test_keras_file_round_trip(tmp_path, rng, after_fit):
+    x, y = _data(rng)
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.25, temperature=3.0)
+    distiller.compile(optimizer="adam")
+    if after_fit:
+        distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = str(tmp_path / "distiller.keras")
+    distiller.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, keras_kd.Distiller)
+    assert (loaded.alpha, loaded.temperature) == (0.25, 3.0)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0))
+    np.testing.assert_allclose(loaded.teacher.predict(x, verbose=0), distiller.teacher.predict(x, verbose=0))
+    assert loaded.optimizer is not None
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)  # ready to train on
+
+
+@pytest.mark.parametrize("after_fit", [False, True])
+def test_saved_model_export_loads_with_tensorflow_alone(tmp_path, rng, after_fit):
+    x, y = _data(rng, n=6)
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller.compile(optimizer="adam")
+    if after_fit:
+        distiller.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "exported")
+    distiller.export(path, verbose=False)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np, tensorflow as tf; "
+        "m = tf.saved_model.load(sys.argv[1]); "
+        "np.save(sys.argv[3], m.serve(np.load(sys.argv[2])).numpy()); "
+        "assert not any(name.startswith('keras_kd') for name in sys.modules)"
+    )
+    out = tmp_path / "out.npy"
+    subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out)],
+                   check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    np.testing.assert_allclose(np.load(out), distiller.predict(x, verbose=0), atol=1e-6)
+
+
+def test_export_writes_the_student_only(tmp_path):
+    teacher = keras_kd.models.get("resnet20", (8, 8, 1), 10)
+    student = _image_mlp(1)
+    keras_kd.Distiller(student, teacher).export(str(tmp_path / "s"), verbose=False)
+    variables = tf.saved_model.load(str(tmp_path / "s")).variables
+    assert sum(int(np.prod(v.shape)) for v in variables) == student.count_params()
+
+
+def test_config_round_trip():
+    distiller = keras_kd.Distiller(_dense_model(2, name="s"), _dense_model(1, name="t"),
+                                   alpha=0.7, temperature=1.5)
+    clone = keras_kd.Distiller.from_config(distiller.get_config())
+    assert (clone.alpha, clone.temperature) == (0.7, 1.5)
+    assert clone.student.name == "s" and clone.teacher.name == "t"
+    assert clone.get_config()["student"] == distiller.get_config()["student"]
+
+
+def test_compiled_metrics_are_reported(rng):
+    x, y = _data(rng)
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller.compile(metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    logs = distiller.evaluate(x, y, return_dict=True, verbose=0)
+    s = distiller.predict(x, verbose=0)
+    top2 = np.argsort(-s, axis=-1)[:, :2]
+    assert logs["top2"] == pytest.approx(np.mean([t in row for t, row in zip(y, top2)]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha": -0.1}, r"alpha must be in \[0, 1\]; got alpha=-0.1"),
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\]; got alpha=1.5"),
+        ({"temperature": 0.0}, r"temperature must be > 0; got temperature=0.0"),
+        ({"temperature": -2}, r"temperature must be > 0; got temperature=-2"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_kd.Distiller(_dense_model(2), _dense_model(1), **kwargs)
+
+
+def test_class_count_mismatch_names_both_counts():
+    with pytest.raises(ValueError, match="student predicts 5 classes but the teacher predicts 7"):
+        keras_kd.Distiller(_dense_model(2), _dense_model(1, classes=7))
+
+
+def test_precomputed_logits_class_count_is_checked_before_training(rng):
+    x, y = _data(rng)
+    student = _dense_model(2)
+    before = student.get_weights()
+    distiller = keras_kd.Distiller(student, _dense_model(1))
+    distiller.compile()
+    with pytest.raises(ValueError, match="predicts 5 classes but the batch's teacher_logits predicts 3"):
+        distiller.fit(tf.data.Dataset.from_tensor_slices((x, y, np.zeros((32, 3), "float32"))).batch(8),
+                      verbose=0)
+    for a, b in zip(before, student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad_label", [5, -1])
+def test_out_of_range_labels_fail_at_the_first_batch(rng, bad_label):
+    x, y = _data(rng)
+    y[0] = bad_label
+    student = _dense_model(2)
+    before = student.get_weights()
+    distiller = keras_kd.Distiller(student, _dense_model(1), alpha=0.0)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be integers in \[0, 5\)"):
+        distiller.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(before, student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluate_checks_labels_too(rng):
+    x, y = _data(rng)
+    y[3] = 9
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller.compile()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be integers in \[0, 5\)"):
+        distiller.evaluate(x, y, verbose=0)
+
+
+def test_hard_loss_without_labels_is_refused(rng):
+    x, _ = _data(rng)
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.5)
+    distiller.compile()
+    with pytest.raises(ValueError, match="alpha=0.5 weights a hard-label loss, but the batch has no labels"):
+        distiller.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), verbose=0)
+
+
+def test_pure_distillation_trains_without_labels(rng):
+    x, _ = _data(rng)
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.0)
+    distiller.compile(optimizer="adam")
+    history = distiller.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert "accuracy" in history  # reported, though nothing labeled it
+
+
+def test_compile_refuses_a_loss():
+    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    with pytest.raises(ValueError, match="computes its own loss"):
+        distiller.compile(optimizer="adam", loss="mse")

@@ -1,0 +1,77 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=1", "--student_arch=mlp",
+        "--epochs=1", "--batch_size=128", "--verbose=0"]
+
+
+def _run(app, *flags, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", f"launch.{app}", *flags],
+        cwd=ROOT, capture_output=True, text=True, check=check,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
+    saved = str(tmp_path / "saved")
+    result = _run("distill", *TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}")
+    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T2_a0.1_s0")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert set(report) >= {"config", "splits", "artifacts"}
+    assert (report["config"]["alpha"], report["config"]["temperature"], report["config"]["members"]) == (0.1, 2.0, 2)
+    for split in ("train", "test"):
+        row = report["splits"][split]
+        assert set(row) == {"teacher_accuracy", "student_accuracy", "agreement",
+                            "predictive_kl", "student_ece", "teacher_ece"}
+        assert 0.0 <= row["agreement"] <= 1.0 and row["predictive_kl"] >= 0.0
+        assert 0.5 < row["teacher_accuracy"] <= 1.0  # one epoch of an MLP on digits learns
+    assert os.path.isfile(os.path.join(report["artifacts"]["saved_model"], "saved_model.pb"))
+    assert os.path.isfile(report["artifacts"]["keras"])
+    assert "| test |" in result.stdout and "| test |" in open(report["artifacts"]["report_md"]).read()
+    assert [m["reused"] for m in report["teacher_members"]] == [False, False]
+    assert not [name for name in os.listdir(run_dir) if name.startswith(".staging")]
+
+    _run("distill", *TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        assert [m["reused"] for m in json.load(f)["teacher_members"]] == [True, True]
+
+
+def test_train_teachers_saves_members_with_metrics(tmp_path):
+    out = str(tmp_path / "teachers")
+    result = _run("train_teachers", "--arch=mlp", "--members=2", "--epochs=1", "--verbose=0",
+                  f"--output_dir={out}")
+    (folder,) = os.listdir(out)
+    assert sorted(os.listdir(os.path.join(out, folder))) == [
+        "member_0.json", "member_0.keras", "member_1.json", "member_1.keras"]
+    assert "ensemble of 2: test accuracy" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--alpha=1.5", "alpha"),
+        ("--temperature=0", "temperature must be > 0; got 0.0"),
+        ("--student_arch=vgg", "Unknown model 'vgg'"),
+        ("--dataset=npz:/nonexistent.npz", "no file at '/nonexistent.npz'"),
+    ],
+)
+def test_bad_flags_fail_before_training(tmp_path, flag, message):
+    saved = tmp_path / "saved"
+    result = _run("distill", flag, f"--saved_models_dir={saved}", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not saved.exists() or not any(saved.rglob("*.keras"))
+
+
+def test_helpfull_documents_the_flags():
+    out = _run("distill", "--helpfull", check=False).stdout  # absl exits 1 after help
+    for flag in ("--alpha", "--temperature", "--members", "--teacher_arch", "--student_arch",
+                 "--epochs", "--batch_size", "--optimizer", "--lr", "--seed", "--output_dir"):
+        assert flag in out

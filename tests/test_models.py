@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+import keras_kd
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [("resnet8", 78_000), ("resnet20", 273_000), ("resnet56", 856_000)],
+)
+def test_cifar_resnets_have_the_paper_sizes(name, params):
+    model = keras_kd.models.get(name, (32, 32, 3), 10)
+    assert model.output_shape == (None, 10)
+    # He et al. list 0.27M parameters for ResNet-20 and 0.85M for ResNet-56;
+    # the two 1x1 projection shortcuts add about 1%.
+    assert abs(model.count_params() - params) / params < 0.05
+    depth = int(name[6:])
+    convs = [layer for layer in model.layers if layer.name.endswith("_conv") and "proj" not in layer.name]
+    assert len(convs) + 1 == depth  # + the dense head
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp", "resnet8"])
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
+def test_models_map_inputs_to_logits(name, shape):
+    model = keras_kd.models.get(name, shape, 7)
+    out = model.predict(np.zeros((2, *shape), "float32"), verbose=0)
+    assert out.shape == (2, 7)
+
+
+def test_mlp_takes_feature_vectors():
+    assert keras_kd.models.get("mlp", (20,), 3).output_shape == (None, 3)
+
+
+@pytest.mark.parametrize(
+    "name, shape, classes, message",
+    [
+        ("vgg", (8, 8, 1), 10, "Unknown model 'vgg'"),
+        ("resnet9", (8, 8, 1), 10, "depth is 6n \\+ 2"),
+        ("resnet20", (64,), 10, "needs image inputs"),
+        ("cnn", (8, 8, 1), 1, "num_classes must be an integer >= 2; got 1"),
+    ],
+)
+def test_bad_model_requests_are_named(name, shape, classes, message):
+    with pytest.raises(ValueError, match=message):
+        keras_kd.models.get(name, shape, classes)

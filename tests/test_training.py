@@ -1,0 +1,75 @@
+import json
+import os
+
+import keras
+import pytest
+
+import keras_kd
+from keras_kd import training
+
+
+def _spec(**overrides):
+    return training.ClassifierSpec(**{"arch": "mlp", "epochs": 1, "batch_size": 128, **overrides})
+
+
+def test_members_are_reused_and_extended(tmp_path, digits):
+    first = training.ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    assert [m["reused"] for m in first] == [False]
+    stamp = os.path.getmtime(first[0]["path"])
+    second = training.ensemble_members(_spec(), digits, 2, str(tmp_path), verbose=0)
+    assert [m["reused"] for m in second] == [True, False]
+    assert os.path.getmtime(first[0]["path"]) == stamp
+    with open(second[1]["path"].replace(".keras", ".json")) as f:
+        record = json.load(f)
+    assert record["settings"]["arch"] == "mlp" and 0.0 <= record["test_accuracy"] <= 1.0
+    members = [keras.saving.load_model(m["path"]) for m in second]
+    assert members[0].get_weights()[0].tolist() != members[1].get_weights()[0].tolist()
+
+
+def test_changed_settings_never_reuse_members(tmp_path, digits):
+    a = training.ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    b = training.ensemble_members(_spec(lr=1e-2), digits, 1, str(tmp_path), verbose=0)
+    assert a[0]["path"] != b[0]["path"] and not b[0]["reused"]
+
+
+def test_a_member_without_its_record_is_retrained(tmp_path, digits):
+    (member,) = training.ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    os.remove(member["path"].replace(".keras", ".json"))  # as if killed before the record
+    (again,) = training.ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    assert not again["reused"]
+
+
+def test_training_is_reproducible_per_seed(digits):
+    a = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()
+    b = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()
+    for x, y in zip(a, b):
+        assert (x == y).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"arch": "vgg"}, "Unknown model 'vgg'"),
+        ({"epochs": 0}, "epochs must be a positive integer; got 0"),
+        ({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'"),
+        ({"lr": 0.0}, "lr must be > 0; got 0.0"),
+        ({"weight_decay": -1.0}, "weight_decay must be >= 0; got -1.0"),
+    ],
+)
+def test_bad_settings_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(**overrides).validate()
+
+
+def test_make_optimizer_decays_along_a_cosine():
+    optimizer = training.make_optimizer("sgd", 0.1, decay_steps=10)
+    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.1) and float(schedule(10)) == pytest.approx(0.0, abs=1e-7)
+    assert float(schedule(5)) == pytest.approx(0.05, rel=1e-5)
+
+
+def test_pipeline_config_is_checked_before_any_work(tmp_path):
+    config = keras_kd.pipeline.DistillConfig(temperature=-1.0, saved_models_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="temperature must be > 0; got -1.0"):
+        keras_kd.pipeline.run(config)
+    assert not os.listdir(tmp_path)
