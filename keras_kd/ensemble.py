@@ -14,8 +14,8 @@ def ensemble_logits(member_logits):
     Example:
 
     >>> logits = np.log(np.array([[[0.2, 0.8]], [[0.6, 0.4]]]))
-    >>> np.exp(ensemble_logits(logits)).round(3).tolist()
-    [[0.4, 0.6]]
+    >>> print(np.exp(ensemble_logits(logits)).round(3))
+    [[0.4 0.6]]
     """
     log_probs = ops.log_softmax(ops.cast(member_logits, "float32"), axis=-1)
     num_members = ops.cast(ops.shape(log_probs)[0], "float32")

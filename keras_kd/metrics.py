@@ -38,8 +38,8 @@ def agreement(teacher_logits, student_logits, k=1):
 
     Example:
 
-    >>> agreement(np.array([[1.0, 0.0]]), np.array([[3.0, 1.0]])).tolist()
-    [1.0]
+    >>> print(agreement(np.array([[1.0, 0.0]]), np.array([[3.0, 1.0]])).numpy())
+    [1.]
     """
     teacher_top1 = ops.argmax(teacher_logits, axis=-1)
     if k == 1:

@@ -19,6 +19,13 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(autouse=True)
+def _doctest_names(doctest_namespace):
+    import keras_kd
+
+    doctest_namespace.update(np=np, keras_kd=keras_kd)
+
+
 @pytest.fixture(scope="session")
 def digits():
     import keras_kd
