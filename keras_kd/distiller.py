@@ -6,19 +6,7 @@ import tensorflow as tf
 from keras_kd import batch as batch_lib
 from keras_kd import losses
 from keras_kd import metrics as metrics_lib
-
-
-def _num_classes(model):
-    """The static class count of a built model's logits, or None if unknown."""
-    try:
-        shape = model.output_shape
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(shape, list) and len(shape) == 1:
-        shape = shape[0]
-    if not isinstance(shape, tuple) or not shape:
-        return None
-    return shape[-1]
+from keras_kd import models
 
 
 def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"):
@@ -80,7 +68,7 @@ class Distiller(keras.Model):
             raise ValueError(
                 f"temperature must be > 0; got temperature={temperature!r}."
             )
-        _check_class_counts(_num_classes(student), _num_classes(teacher))
+        _check_class_counts(models.num_classes(student), models.num_classes(teacher))
         self.student = student
         self.teacher = teacher
         # The teacher is never updated; this also keeps its weights out of the

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_kd import export
+from keras_kd import models
 
 
 def ensemble_logits(member_logits):
@@ -63,8 +64,22 @@ class Ensemble(keras.Model):
             export.load_model(m) if isinstance(m, (str, os.PathLike)) else m
             for m in members
         ]
+        counts = {models.num_classes(m) for m in self.members} - {None}
+        if len(counts) > 1:
+            raise ValueError(
+                f"Ensemble members must predict the same classes; their class "
+                f"counts are {sorted(counts)}."
+            )
+        self._num_classes = counts.pop() if counts else None
         if all(member.built for member in self.members):
             self.built = True
+
+    @property
+    def output_shape(self):
+        """`(None, classes)` when the members' class count is known."""
+        if self._num_classes is None:
+            raise AttributeError("The members' class count is not known statically.")
+        return (None, self._num_classes)
 
     def call(self, inputs, training=False):
         member_logits = [

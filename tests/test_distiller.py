@@ -259,6 +259,12 @@ def test_class_count_mismatch_names_both_counts():
         keras_kd.Distiller(_dense_model(2), _dense_model(1, classes=7))
 
 
+def test_ensemble_teacher_class_count_is_checked_at_construction():
+    teacher = keras_kd.Ensemble([_dense_model(1, classes=7), _dense_model(3, classes=7)])
+    with pytest.raises(ValueError, match="student predicts 5 classes but the teacher predicts 7"):
+        keras_kd.Distiller(_dense_model(2), teacher)
+
+
 def test_precomputed_logits_class_count_is_checked_before_training(rng):
     x, y = _data(rng)
     student = _dense_model(2)

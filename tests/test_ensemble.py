@@ -59,3 +59,9 @@ def test_bad_member_lists_are_refused(members):
 def test_unloadable_member_path_is_named(tmp_path):
     with pytest.raises(ValueError, match="expected a '.keras' file or a TensorFlow SavedModel"):
         keras_kd.Ensemble([str(tmp_path)])
+
+
+def test_members_must_agree_on_the_class_count():
+    members = _members(1, classes=4) + _members(1, classes=5)
+    with pytest.raises(ValueError, match=r"class counts are \[4, 5\]"):
+        keras_kd.Ensemble(members)

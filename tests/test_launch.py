@@ -38,7 +38,9 @@ def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
     assert [m["reused"] for m in report["teacher_members"]] == [False, False]
     assert not [name for name in os.listdir(run_dir) if name.startswith(".staging")]
 
-    _run("distill", *TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}")
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("\n".join([*TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}"]))
+    _run("distill", f"--flagfile={flagfile}")
     with open(os.path.join(run_dir, "report.json")) as f:
         assert [m["reused"] for m in json.load(f)["teacher_members"]] == [True, True]
 

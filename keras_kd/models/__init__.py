@@ -23,6 +23,25 @@ def names():
     return sorted(_BUILDERS) + ["resnet8", "resnet20", "resnet56", "resnet<6n+2>"]
 
 
+def num_classes(model):
+    """The static class count of a model's logits, or `None` if not known.
+
+    Example:
+
+    >>> keras_kd.models.num_classes(keras_kd.models.get("mlp", (4,), 3))
+    3
+    """
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list) and len(shape) == 1:
+        shape = shape[0]
+    if not isinstance(shape, tuple) or not shape:
+        return None
+    return shape[-1]
+
+
 def check_name(name):
     """Raises a ValueError naming `name` if `get` does not know it."""
     match = _RESNET.match(name)
