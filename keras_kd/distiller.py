@@ -108,8 +108,6 @@ class Distiller(keras.Model):
     def compile_from_config(self, config):
         """Recompiles a loaded Distiller (Keras skips overridden `compile`s)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):

@@ -1,5 +1,6 @@
 """Flags shared by the launch apps (imported, so they are defined once)."""
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -31,3 +32,23 @@ FLAGS.set_default("verbosity", logging.WARNING)
 def verbosity():
     """The --verbose flag as Keras takes it."""
     return FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+
+
+def training_settings():
+    """The shared training flags, as keyword arguments of the config classes."""
+    return {
+        "batch_size": FLAGS.batch_size,
+        "optimizer": FLAGS.optimizer,
+        "lr": FLAGS.lr,
+        "weight_decay": FLAGS.weight_decay,
+        "seed": FLAGS.seed,
+    }
+
+
+def validated(config):
+    """Returns `config`, or exits with a usage error naming its bad setting."""
+    try:
+        config.validate()
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    return config

@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    config = pipeline.DistillConfig(
+    config = common_flags.validated(pipeline.DistillConfig(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
         teacher_arch=FLAGS.teacher_arch,
@@ -54,26 +54,19 @@ def main(argv):
         alpha=FLAGS.alpha,
         temperature=FLAGS.temperature,
         epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        optimizer=FLAGS.optimizer,
-        lr=FLAGS.lr,
-        weight_decay=FLAGS.weight_decay,
-        seed=FLAGS.seed,
         output_dir=FLAGS.output_dir,
         teachers_dir=FLAGS.teachers_dir,
         saved_models_dir=FLAGS.saved_models_dir,
-    )
-    try:
-        config.validate()
-    except ValueError as error:
-        raise app.UsageError(str(error))
+        **common_flags.training_settings(),
+    ))
     report = pipeline.run(config, verbose=common_flags.verbosity())
     print()
     print(evaluation.markdown_table(report["splits"]))
     print()
-    for name, path in report["artifacts"].items():
-        print(f"{name}: {path}")
-    print(f"report: {report['config']['output_dir']}/report.json")
+    artifacts = report["artifacts"]
+    print(f"student: {artifacts['saved_model']} (SavedModel), {artifacts['keras']}")
+    print("teachers: " + ", ".join(artifacts["teachers"]))
+    print(f"report: {report['config']['output_dir']}/report.json, {artifacts['report_md']}")
 
 
 if __name__ == "__main__":

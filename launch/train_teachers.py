@@ -30,19 +30,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    spec = training.ClassifierSpec(
-        arch=FLAGS.arch,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        optimizer=FLAGS.optimizer,
-        lr=FLAGS.lr,
-        weight_decay=FLAGS.weight_decay,
-        seed=FLAGS.seed,
-    )
-    try:
-        spec.validate()
-    except ValueError as error:
-        raise app.UsageError(str(error))
+    spec = common_flags.validated(training.ClassifierSpec(
+        arch=FLAGS.arch, epochs=FLAGS.epochs, **common_flags.training_settings()
+    ))
     data = data_lib.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
     output_dir = FLAGS.output_dir or os.path.join(
         FLAGS.saved_models_dir, data.info.slug, "teachers"
