@@ -3,10 +3,10 @@
 A batch is one of:
 
 - `x`, `(x,)` or `(x, y)`;
-- `(x, y, sample_weight)` with rank-1 weights (Keras' own convention, what
-  `fit(x, y, sample_weight=w)` yields);
-- `(x, y, teacher_logits)` with rank-2 logits: precomputed teacher outputs, so
-  the teacher is not called;
+- `(x, y, sample_weight)` with `[batch]` or `[batch, 1]` weights (Keras' own
+  convention, what `fit(x, y, sample_weight=w)` yields);
+- `(x, y, teacher_logits)` with `[batch, classes]` logits: precomputed teacher
+  outputs, so the teacher is not called;
 - `(x, y, teacher_logits, sample_weight)`;
 - a dict with key `"x"` and any of `"y"`, `"teacher_logits"`,
   `"sample_weight"`, `"hard_label_mask"` (1 for labeled examples, 0 for
@@ -71,7 +71,7 @@ def unpack(data):
         return DistillationBatch(x=data[0], y=data[1])
     if len(data) == 3:
         x, y, third = data
-        if third is not None and len(third.shape) >= 2:
+        if third is not None and len(third.shape) >= 2 and third.shape[-1] != 1:
             return DistillationBatch(x=x, y=y, teacher_logits=third)
         return DistillationBatch(x=x, y=y, sample_weight=third)
     if len(data) == 4:

@@ -1,5 +1,8 @@
+import os
 import subprocess
 import sys
+
+import numpy as np
 
 import keras_kd
 
@@ -15,3 +18,20 @@ def test_import_without_tensorflow_names_the_extra():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "keras_kd[cpu]" in result.stderr
+
+
+def test_other_keras_backends_are_refused():
+    # Another backend needs its framework installed; stand in for one by making
+    # Keras report it.
+    script = "import keras; keras.backend.backend = lambda: 'jax'; import keras_kd"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode != 0
+    assert "the active backend is 'jax'. Set KERAS_BACKEND=tensorflow" in result.stderr
+
+
+def test_three_tuples_tell_weights_from_teacher_logits():
+    x, y = np.zeros((4, 2)), np.zeros(4, "int32")
+    assert keras_kd.batch.unpack((x, y, np.ones(4))).sample_weight is not None
+    assert keras_kd.batch.unpack((x, y, np.ones((4, 1)))).sample_weight is not None
+    assert keras_kd.batch.unpack((x, y, np.ones((4, 3)))).teacher_logits is not None
