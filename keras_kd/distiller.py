@@ -9,6 +9,14 @@ from keras_kd import metrics as metrics_lib
 from keras_kd import models
 
 
+def check_hyperparameters(alpha, temperature):
+    """Raises a ValueError naming `alpha` or `temperature` if out of range."""
+    if isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}.")
+    if isinstance(temperature, bool) or not float(temperature) > 0.0:
+        raise ValueError(f"temperature must be > 0; got temperature={temperature!r}.")
+
+
 def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"):
     if None in (student_classes, teacher_classes):
         return
@@ -62,12 +70,7 @@ class Distiller(keras.Model):
     def __init__(self, student, teacher, alpha=0.0, temperature=4.0, **kwargs):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
-        if isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}.")
-        if isinstance(temperature, bool) or not float(temperature) > 0.0:
-            raise ValueError(
-                f"temperature must be > 0; got temperature={temperature!r}."
-            )
+        check_hyperparameters(alpha, temperature)
         _check_class_counts(models.num_classes(student), models.num_classes(teacher))
         self.student = student
         self.teacher = teacher

@@ -16,6 +16,7 @@ from keras_kd import export
 from keras_kd import models
 from keras_kd import training
 from keras_kd.distiller import Distiller
+from keras_kd.distiller import check_hyperparameters
 from keras_kd.ensemble import Ensemble
 
 
@@ -67,10 +68,7 @@ class DistillConfig:
         self.student_spec().validate()
         if not isinstance(self.members, int) or self.members < 1:
             raise ValueError(f"members must be a positive integer; got {self.members!r}.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1]; got {self.alpha!r}.")
-        if not self.temperature > 0.0:
-            raise ValueError(f"temperature must be > 0; got {self.temperature!r}.")
+        check_hyperparameters(self.alpha, self.temperature)
 
     def resolved_dirs(self, dataset_slug):
         """The (output_dir, teachers_dir) of this run, defaults filled in."""

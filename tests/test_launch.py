@@ -59,7 +59,7 @@ def test_train_teachers_saves_members_with_metrics(tmp_path):
     "flag, message",
     [
         ("--alpha=1.5", "alpha"),
-        ("--temperature=0", "temperature must be > 0; got 0.0"),
+        ("--temperature=0", "temperature must be > 0; got temperature=0.0"),
         ("--student_arch=vgg", "Unknown model 'vgg'"),
         ("--dataset=npz:/nonexistent.npz", "no file at '/nonexistent.npz'"),
     ],

@@ -70,6 +70,6 @@ def test_make_optimizer_decays_along_a_cosine():
 
 def test_pipeline_config_is_checked_before_any_work(tmp_path):
     config = keras_kd.pipeline.DistillConfig(temperature=-1.0, saved_models_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="temperature must be > 0; got -1.0"):
+    with pytest.raises(ValueError, match="temperature must be > 0; got temperature=-1.0"):
         keras_kd.pipeline.run(config)
     assert not os.listdir(tmp_path)
