@@ -40,7 +40,6 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15):
     }
     labeled = tf.Variable(0.0, trainable=False)
 
-    @tf.function
     def update(data):
         batch = batch_lib.unpack(data)
         teacher_logits = batch.teacher_logits
@@ -60,6 +59,13 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15):
                 trackers[f"{role}_ece"].update_state(batch.y, logits, weight)
             labeled.assign_add(1.0)
 
+    # One trace per split: the spec leaves the batch size free, so the last,
+    # smaller batch does not retrace.
+    spec = getattr(dataset, "element_spec", None)
+    if spec is None:
+        update = tf.function(update, reduce_retracing=True)
+    else:
+        update = tf.function(update, input_signature=(spec,))
     for data in dataset:
         update(data)
     has_labels = float(labeled.numpy()) > 0

@@ -15,7 +15,7 @@ import keras
 
 
 @contextlib.contextmanager
-def _atomic_path(path, suffix=""):
+def atomic_path(path, suffix=""):
     """Yields a temporary path that replaces `path` when the block succeeds."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -32,7 +32,7 @@ def _atomic_path(path, suffix=""):
 
 def write_text(text, path):
     """Writes `text` to `path`, atomically."""
-    with _atomic_path(path) as staged:
+    with atomic_path(path) as staged:
         with open(staged, "w") as f:
             f.write(text)
     return path
@@ -47,7 +47,7 @@ def save_keras(model, path):
     """Saves `model` as a `.keras` file at `path`, atomically."""
     if not str(path).endswith(".keras"):
         raise ValueError(f"A Keras model file must end in '.keras'; got {path!r}.")
-    with _atomic_path(path, suffix=".keras") as staged:
+    with atomic_path(path, suffix=".keras") as staged:
         model.save(staged)
     return path
 
@@ -58,7 +58,7 @@ def export_saved_model(model, path):
     The result loads with `tf.saved_model.load(path)` alone and serves under
     the `serve` endpoint and the `serving_default` signature.
     """
-    with _atomic_path(path) as staged:
+    with atomic_path(path) as staged:
         model.export(staged, format="tf_saved_model", verbose=False)
     return path
 

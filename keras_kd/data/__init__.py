@@ -4,5 +4,24 @@ from keras_kd.data.datasets import DatasetInfo
 from keras_kd.data.datasets import Splits
 from keras_kd.data.datasets import batched
 from keras_kd.data.datasets import load
+from keras_kd.data.distillation_set import check_cache_request
+from keras_kd.data.distillation_set import distillation_set
+from keras_kd.data.policy import STAGES
+from keras_kd.data.policy import Policy
+from keras_kd.data.policy import default_flip
+from keras_kd.data.teacher_cache import MODES as CACHE_MODES
+from keras_kd.data.synthetic import SyntheticSource
 
-__all__ = ["DatasetInfo", "Splits", "batched", "load"]
+__all__ = [
+    "CACHE_MODES",
+    "STAGES",
+    "DatasetInfo",
+    "Policy",
+    "Splits",
+    "SyntheticSource",
+    "batched",
+    "check_cache_request",
+    "default_flip",
+    "distillation_set",
+    "load",
+]

@@ -1,0 +1,236 @@
+"""Batch augmentation stages: vectorized, seeded per batch, reproducible.
+
+A stage maps a batch dict `{"x": images, "y": labels}` and a stateless seed
+(an int64 tensor of shape `[2]`) to a new batch dict. Every random draw is a
+function of that seed alone, so a batch's augmentation depends only on the
+run's seed, the epoch and the step, never on `tf.data` thread timing. Stages
+that mix pairs of examples (`MixUp`, `CutMix`) take labels as distributions
+(`[batch, classes]`) and mix them with the same weights as the pixels.
+
+Keras' own preprocessing layers are used wherever their randomness can be
+driven by an explicit seed and their output matches the contract; the crop
+and CutMix stages are written here, for the reasons given on each.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+
+class _BatchSeed(keras.random.SeedGenerator):
+    """A seed generator that derives every draw from one batch seed.
+
+    Keras' random layers draw from a `SeedGenerator`, whose state is a
+    variable; in a parallel `tf.data` map its updates race, so the draws would
+    depend on thread timing. This one hands out `fold_in(seed, n)` for the
+    n-th draw instead, and owns no variable (hence no `super().__init__`).
+    """
+
+    def __init__(self, seed):
+        self._seed = seed
+        self._draws = 0
+
+    def next(self, ordered=True):
+        self._draws += 1
+        return tf.random.experimental.stateless_fold_in(self._seed, self._draws)
+
+
+def stage_seed(seed, index):
+    """The seed of the `index`-th draw (or stage) derived from `seed`."""
+    return tf.random.experimental.stateless_fold_in(seed, index)
+
+
+def crop_padding(image_size):
+    """Zero-padding of the random crop: 4 px at 32 px, scaled, at least 1."""
+    return max(1, round(4 * image_size / 32))
+
+
+class RandomCrop:
+    """Zero-pads by `padding` pixels and crops back at a random offset.
+
+    Written here because `keras.layers.RandomCrop` draws one crop window per
+    batch; the standard augmentation draws one per image.
+    """
+
+    name = "crop"
+    mixes_labels = False
+
+    def __init__(self, padding):
+        self.padding = int(padding)
+
+    def __call__(self, batch, seed):
+        images = batch["x"]
+        height, width = images.shape[1], images.shape[2]
+        pad = self.padding
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = tf.random.stateless_uniform(
+            [tf.shape(images)[0], 2], seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+        )
+        rows = offsets[:, :1] + tf.range(height)[None, :]
+        columns = offsets[:, 1:] + tf.range(width)[None, :]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        cropped = tf.gather(cropped, columns, axis=2, batch_dims=1)
+        return {**batch, "x": cropped}
+
+
+class KerasLayers:
+    """Applies Keras image preprocessing layers in order, seeded per batch.
+
+    Args:
+        name: the stage's name in a policy.
+        stage_layers: Keras layers with `get_random_transformation` and
+            `transform_images` (`keras.layers.RandomFlip`, `RandomRotation`,
+            ...). They are applied in training mode and leave labels alone.
+    """
+
+    mixes_labels = False
+
+    def __init__(self, name, stage_layers):
+        self.name = name
+        self.layers = tuple(stage_layers)
+
+    def __call__(self, batch, seed):
+        images = batch["x"]
+        for index, layer in enumerate(self.layers):
+            transformation = layer.get_random_transformation(
+                images, training=True, seed=_BatchSeed(stage_seed(seed, index))
+            )
+            images = layer.transform_images(images, transformation, training=True)
+        return {**batch, "x": tf.cast(images, batch["x"].dtype)}
+
+
+def _mixed_portion(batch_size, portion):
+    """A `[batch]` boolean mask: True for the first `round(portion * batch)`."""
+    count = tf.cast(tf.round(portion * tf.cast(batch_size, tf.float32)), tf.int32)
+    return tf.range(batch_size) < count
+
+
+class MixUp:
+    """MixUp (Zhang et al., 2018) on the first `portion` of each batch.
+
+    Each mixed example is `lam * x_i + (1 - lam) * x_j` with a partner `j`
+    drawn by a random permutation of the batch and `lam ~ Beta(alpha,
+    alpha)`; its label distribution is mixed with the same `lam`. The mixing
+    is `keras.layers.MixUp`'s; the portion is applied here.
+    """
+
+    name = "mixup"
+    mixes_labels = True
+
+    def __init__(self, alpha=1.0, portion=1.0):
+        self.alpha = float(alpha)
+        self.portion = float(portion)
+        self._layer = layers.MixUp(alpha=self.alpha, dtype="float32")
+
+    def __call__(self, batch, seed):
+        images, labels = batch["x"], batch["y"]
+        transformation = self._layer.get_random_transformation(
+            {"images": images, "labels": labels}, training=True, seed=_BatchSeed(seed)
+        )
+        mixed_images = self._layer.transform_images(images, transformation)
+        mixed_labels = self._layer.transform_labels(labels, transformation)
+        return _keep_portion(batch, mixed_images, mixed_labels, self.portion)
+
+
+class CutMix:
+    """CutMix (Yun et al., 2019) on the first `portion` of each batch.
+
+    A box covering a `1 - lam` share of the image (`lam ~ Beta(alpha,
+    alpha)`, box centre uniform, clipped at the border) is pasted from a
+    partner drawn by a random permutation of the batch. The label weight of
+    each source is its exact share of the pixels.
+
+    Written here because `keras.layers.CutMix` weights the labels by the
+    box's continuous area rather than by the pixels it pastes: on 8x8 images
+    the two differ by several points, and the hard loss would train on labels
+    that do not describe the input.
+    """
+
+    name = "cutmix"
+    mixes_labels = True
+
+    def __init__(self, alpha=1.0, portion=1.0):
+        self.alpha = float(alpha)
+        self.portion = float(portion)
+
+    def __call__(self, batch, seed):
+        images, labels = batch["x"], batch["y"]
+        batch_size = tf.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        lam = keras.random.beta(
+            (batch_size,), self.alpha, self.alpha, seed=_BatchSeed(stage_seed(seed, 0))
+        )
+        cut = tf.sqrt(1.0 - lam)
+        centres = tf.random.stateless_uniform([batch_size, 2], stage_seed(seed, 1))
+        box_rows = _box_mask(centres[:, 0], cut, height)  # [batch, height]
+        box_columns = _box_mask(centres[:, 1], cut, width)  # [batch, width]
+        box = box_rows[:, :, None] & box_columns[:, None, :]
+        partner = tf.argsort(
+            tf.random.stateless_uniform([batch_size], stage_seed(seed, 2))
+        )
+        mixed_images = tf.where(box[..., None], tf.gather(images, partner), images)
+        pasted = tf.reduce_mean(tf.cast(box, tf.float32), axis=[1, 2])[:, None]
+        mixed_labels = (1.0 - pasted) * labels + pasted * tf.gather(labels, partner)
+        return _keep_portion(batch, mixed_images, mixed_labels, self.portion)
+
+
+def _box_mask(centre, cut, size):
+    """`[batch, size]`: True inside a box of length `cut * size` around `centre`."""
+    half = tf.round(cut * size) / 2.0
+    start = tf.clip_by_value(tf.round(centre * size - half), 0.0, size)
+    end = tf.clip_by_value(tf.round(centre * size + half), 0.0, size)
+    positions = tf.range(size, dtype=tf.float32)[None, :]
+    return (positions >= start[:, None]) & (positions < end[:, None])
+
+
+def _keep_portion(batch, mixed_images, mixed_labels, portion):
+    images, labels = batch["x"], batch["y"]
+    mixed = _mixed_portion(tf.shape(images)[0], portion)
+    return {
+        **batch,
+        "x": tf.where(mixed[:, None, None, None], tf.cast(mixed_images, images.dtype), images),
+        "y": tf.where(mixed[:, None], tf.cast(mixed_labels, labels.dtype), labels),
+    }
+
+
+def ablation_stage(name, channels):
+    """One of the study's augmentation-ablation stages, by name.
+
+    `rotation` (up to 15 degrees), `hflip`, `vflip`, `perspective`,
+    `grayscale` (p=0.5), `color_jitter` (brightness, contrast, saturation and
+    hue), `blur` (Gaussian, 3x3). Images are in [0, 1].
+    """
+    value_range = (0.0, 1.0)
+    options = {"dtype": "float32"}
+    if name == "rotation":
+        stage_layers = [layers.RandomRotation(15 / 360, fill_mode="constant", **options)]
+    elif name == "hflip":
+        stage_layers = [layers.RandomFlip("horizontal", **options)]
+    elif name == "vflip":
+        stage_layers = [layers.RandomFlip("vertical", **options)]
+    elif name == "perspective":
+        stage_layers = [layers.RandomPerspective(factor=1.0, scale=0.3, **options)]
+    elif name == "grayscale":
+        stage_layers = [layers.RandomGrayscale(factor=0.5, **options)]
+    elif name == "color_jitter":
+        # Not keras.layers.RandomColorJitter: it draws from its own seed
+        # generator inside transform_images, so it cannot take a batch seed.
+        # These are its four parts.
+        stage_layers = [
+            layers.RandomBrightness(0.2, value_range=value_range, **options),
+            layers.RandomContrast(0.2, value_range=value_range, **options),
+        ]
+        if channels == 3:
+            stage_layers += [
+                layers.RandomSaturation(0.2, value_range=value_range, **options),
+                layers.RandomHue(0.1, value_range=value_range, **options),
+            ]
+    elif name == "blur":
+        stage_layers = [
+            layers.RandomGaussianBlur(
+                factor=1.0, kernel_size=3, sigma=1.0, value_range=value_range, **options
+            )
+        ]
+    else:
+        raise ValueError(f"Unknown augmentation stage {name!r}.")
+    return KerasLayers(name, stage_layers)

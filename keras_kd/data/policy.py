@@ -1,0 +1,207 @@
+"""Distillation-set policies: which stages build each batch, with what settings.
+
+A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
+
+- `identity`: the inputs as they are (the only static policy);
+- `crop_flip`: random crop after zero-padding (4 px at 32x32, scaled to the
+  image size) plus a horizontal flip when `flip` is on;
+- `mixup`, `cutmix`: mix pairs of examples and their labels (`mixup_alpha`
+  is the Beta parameter of both, `mixup_portion` the share of each batch
+  mixed);
+- the augmentation ablation: `rotation`, `hflip`, `vflip`, `perspective`,
+  `grayscale`, `color_jitter`, `blur`;
+- `gan`: a `synthetic_fraction` of each batch is drawn from a synthetic source
+  (a generator); those examples carry no hard label and are distilled at
+  `synthetic_temperature` (the distiller's temperature when `None`).
+
+Stages run in the order given; `gan` samples are added after the others,
+unaugmented, since each is a fresh draw already.
+"""
+
+import dataclasses
+
+from keras_kd.data import augment
+
+ABLATION_STAGES = (
+    "rotation",
+    "hflip",
+    "vflip",
+    "perspective",
+    "grayscale",
+    "color_jitter",
+    "blur",
+)
+STAGES = ("identity", "crop_flip", "mixup", "cutmix", *ABLATION_STAGES, "gan")
+_RGB_ONLY = ("grayscale",)
+# Datasets of digits, where a mirror image is another symbol.
+_DIGIT_DATASETS = ("digits", "tfds:mnist", "tfds:emnist", "tfds:svhn_cropped")
+
+
+def default_flip(dataset_name):
+    """Whether `crop_flip` flips horizontally by default: not for digits.
+
+    >>> default_flip("digits"), default_flip("tfds:cifar10")
+    (False, True)
+    """
+    return dataset_name.split("/")[0] not in _DIGIT_DATASETS
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How the distillation set is built from a training split.
+
+    Build one with `Policy.parse("crop_flip+mixup", mixup_alpha=1.0)`.
+
+    Attributes:
+        stages: stage names, in order (see the module docstring).
+        flip: whether `crop_flip` flips images horizontally.
+        mixup_alpha: Beta(alpha, alpha) parameter of `mixup` and `cutmix`.
+        mixup_portion: share of each batch that `mixup`/`cutmix` mix, in [0, 1].
+        synthetic_fraction: share of each batch drawn from the synthetic
+            source when the policy has `gan`, in (0, 1].
+        synthetic_temperature: distillation temperature of synthetic examples
+            (`None`: the distiller's own).
+    """
+
+    stages: tuple = ("identity",)
+    flip: bool = True
+    mixup_alpha: float = 1.0
+    mixup_portion: float = 1.0
+    synthetic_fraction: float = 0.5
+    synthetic_temperature: float | None = None
+
+    @classmethod
+    def parse(cls, spec, **options):
+        """A validated policy from a spec such as `"crop_flip+mixup"`.
+
+        >>> Policy.parse("crop_flip+mixup", flip=False).stages
+        ('crop_flip', 'mixup')
+        """
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(
+                f"A policy is a '+'-separated list of stages among {list(STAGES)}; "
+                f"got {spec!r}."
+            )
+        stages = tuple(part.strip() for part in spec.split("+"))
+        policy = cls(stages=stages, **options)
+        policy.validate()
+        return policy
+
+    @property
+    def name(self):
+        """The policy as a spec string (`"crop_flip+mixup"`)."""
+        return "+".join(self.stages)
+
+    @property
+    def stochastic(self):
+        """Whether batches differ from draw to draw (all but `identity`)."""
+        return self.stages != ("identity",)
+
+    @property
+    def mixes_labels(self):
+        """Whether labels become distributions (`mixup`, `cutmix`)."""
+        return any(stage in ("mixup", "cutmix") for stage in self.stages)
+
+    @property
+    def uses_synthetic(self):
+        """Whether batches include synthetic examples (`gan`)."""
+        return "gan" in self.stages
+
+    def validate(self, input_shape=None):
+        """Raises a ValueError naming the first bad stage or setting.
+
+        Args:
+            input_shape: the per-example input shape, to check that the
+                stages apply to it (images, and RGB where a stage needs it).
+        """
+        unknown = [stage for stage in self.stages if stage not in STAGES]
+        if unknown:
+            raise ValueError(
+                f"Unknown policy stage(s) {unknown} in {self.name!r}; expected "
+                f"stages among {list(STAGES)}, joined with '+'."
+            )
+        repeated = sorted({stage for stage in self.stages if self.stages.count(stage) > 1})
+        if repeated:
+            raise ValueError(f"Policy {self.name!r} repeats stage(s) {repeated}.")
+        if "identity" in self.stages and len(self.stages) > 1:
+            raise ValueError(
+                f"Policy {self.name!r}: 'identity' stands alone; drop it from a "
+                "composed policy."
+            )
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"flip must be True or False; got {self.flip!r}.")
+        if not float(self.mixup_alpha) > 0.0:
+            raise ValueError(f"mixup_alpha must be > 0; got {self.mixup_alpha!r}.")
+        if not 0.0 <= float(self.mixup_portion) <= 1.0:
+            raise ValueError(
+                f"mixup_portion must be in [0, 1]; got {self.mixup_portion!r}."
+            )
+        if not 0.0 < float(self.synthetic_fraction) <= 1.0:
+            raise ValueError(
+                "synthetic_fraction must be in (0, 1]; got "
+                f"{self.synthetic_fraction!r}."
+            )
+        if self.synthetic_temperature is not None and not float(self.synthetic_temperature) > 0:
+            raise ValueError(
+                "synthetic_temperature must be > 0 (or None for the distiller's); "
+                f"got {self.synthetic_temperature!r}."
+            )
+        if input_shape is not None:
+            self._validate_input_shape(tuple(input_shape))
+
+    def _validate_input_shape(self, input_shape):
+        image_stages = [stage for stage in self.stages if stage not in ("identity", "gan")]
+        if image_stages and len(input_shape) != 3:
+            raise ValueError(
+                f"Policy {self.name!r}: stages {image_stages} need images of shape "
+                f"(height, width, channels); the inputs have shape {input_shape}."
+            )
+        rgb_only = [stage for stage in image_stages if stage in _RGB_ONLY]
+        if rgb_only and input_shape[-1] != 3:
+            raise ValueError(
+                f"Policy {self.name!r}: stages {rgb_only} need RGB images (3 "
+                f"channels); the inputs have shape {input_shape}."
+            )
+
+    def augmentation(self, input_shape):
+        """The batch stages (see `keras_kd.data.augment`) for this input shape.
+
+        `gan` is not among them: synthetic examples are added by
+        `distillation_set`.
+        """
+        self.validate(input_shape)
+        stages = []
+        for name in self.stages:
+            if name in ("identity", "gan"):
+                continue
+            if name == "crop_flip":
+                stages.append(augment.RandomCrop(self.crop_padding(input_shape)))
+                if self.flip:
+                    stages.append(augment.ablation_stage("hflip", input_shape[-1]))
+            elif name == "mixup":
+                stages.append(augment.MixUp(self.mixup_alpha, self.mixup_portion))
+            elif name == "cutmix":
+                stages.append(augment.CutMix(self.mixup_alpha, self.mixup_portion))
+            else:
+                stages.append(augment.ablation_stage(name, input_shape[-1]))
+        return stages
+
+    @staticmethod
+    def crop_padding(input_shape):
+        """The zero-padding of `crop_flip` for images of this shape."""
+        return augment.crop_padding(min(input_shape[0], input_shape[1]))
+
+    def describe(self, input_shape=None):
+        """The policy as a JSON-ready dict, for reports (settings in use only)."""
+        description = {"policy": self.name}
+        if "crop_flip" in self.stages:
+            description["flip"] = self.flip
+            if input_shape is not None:
+                description["crop_padding"] = self.crop_padding(input_shape)
+        if self.mixes_labels:
+            description["mixup_alpha"] = float(self.mixup_alpha)
+            description["mixup_portion"] = float(self.mixup_portion)
+        if self.uses_synthetic:
+            description["synthetic_fraction"] = float(self.synthetic_fraction)
+            description["synthetic_temperature"] = self.synthetic_temperature
+        return description
