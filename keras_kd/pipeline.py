@@ -26,6 +26,13 @@ class DistillConfig:
 
     Defaults follow the study (pure distillation, `alpha=0`, at temperature 4,
     from a 3-member ensemble) at a scale that runs in minutes on a CPU.
+
+    The distillation set is built by `keras_kd.data.distillation_set` from
+    `policy` and its settings (`flip=None` flips unless the dataset is of
+    digits); `teacher_cache`, `cached_views` and `cache_dir` (default
+    `<saved_models_dir>/<dataset>/teacher_cache`) control teacher-output
+    caching. The `gan` stage samples the Keras generator at `generator`
+    (default `<saved_models_dir>/<dataset>/gan/generator.keras`).
     """
 
     dataset: str = "digits"
@@ -37,6 +44,16 @@ class DistillConfig:
     alpha: float = 0.0
     temperature: float = 4.0
     epochs: int = 30
+    policy: str = "identity"
+    flip: bool | None = None
+    mixup_alpha: float = 1.0
+    mixup_portion: float = 1.0
+    synthetic_fraction: float = 0.5
+    synthetic_temperature: float | None = None
+    generator: str | None = None
+    teacher_cache: str = "auto"
+    cached_views: int = 0
+    cache_dir: str | None = None
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 2e-3
@@ -69,6 +86,20 @@ class DistillConfig:
         if not isinstance(self.members, int) or self.members < 1:
             raise ValueError(f"members must be a positive integer; got {self.members!r}.")
         check_hyperparameters(self.alpha, self.temperature)
+        policy = self.policy_for(self.dataset)
+        data_lib.check_cache_request(policy, self.teacher_cache, self.cached_views)
+
+    def policy_for(self, dataset_name):
+        """The validated `keras_kd.data.Policy`, `flip` resolved for the dataset."""
+        flip = self.flip if self.flip is not None else data_lib.default_flip(dataset_name)
+        return data_lib.Policy.parse(
+            self.policy,
+            flip=flip,
+            mixup_alpha=self.mixup_alpha,
+            mixup_portion=self.mixup_portion,
+            synthetic_fraction=self.synthetic_fraction,
+            synthetic_temperature=self.synthetic_temperature,
+        )
 
     def resolved_dirs(self, dataset_slug):
         """The (output_dir, teachers_dir) of this run, defaults filled in."""
@@ -77,21 +108,50 @@ class DistillConfig:
             f"{self.student_arch}_from_{self.members}x{self.teacher_arch}"
             f"_T{self.temperature:g}_a{self.alpha:g}_s{self.seed}"
         )
+        if self.policy != "identity":
+            run_name += f"_{self.policy}"
+        if self.cached_views:
+            run_name += f"_views{self.cached_views}"
         output_dir = self.output_dir or os.path.join(root, "distill", run_name)
         teachers_dir = self.teachers_dir or os.path.join(root, "teachers")
         return output_dir, teachers_dir
+
+    def resolved_cache_dir(self, dataset_slug):
+        """Where disk caches of teacher outputs go."""
+        return self.cache_dir or os.path.join(
+            self.saved_models_dir, dataset_slug, "teacher_cache"
+        )
+
+    def resolved_generator(self, dataset_slug):
+        """The generator file the `gan` stage samples."""
+        return self.generator or os.path.join(
+            self.saved_models_dir, dataset_slug, "gan", "generator.keras"
+        )
+
+
+class ConfigError(ValueError):
+    """A setting that does not fit the dataset, found before any training."""
 
 
 def run(config, verbose="auto"):
     """Runs the main job and writes its files; returns the report.
 
-    Writes `<output_dir>/report.json` (`{"config", "splits", "artifacts",
-    "timing"}`), `<output_dir>/report.md`, and the student as
-    `<output_dir>/saved_model` and `<output_dir>/student.keras`. Teachers are
-    reused from (or saved to) `<teachers_dir>`.
+    Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
+    "teacher_members", "artifacts", "timing"}`), `<output_dir>/report.md`,
+    and the student as `<output_dir>/saved_model` and
+    `<output_dir>/student.keras`. Teachers are reused from (or saved to)
+    `<teachers_dir>`. Fidelity is reported on the `train` split (as it is,
+    un-augmented), the `test` split, and `distill`: a sample of the
+    distillation set, as many batches as the test split has.
+
+    Raises:
+        ConfigError: when a setting does not fit the dataset (a policy stage
+            for RGB images on grayscale data, a missing generator), before
+            any training.
     """
     config.validate()
     data = data_lib.load(config.dataset, data_dir=config.data_dir)
+    policy, synthetic = _policy_and_source(config, data.info)
     output_dir, teachers_dir = config.resolved_dirs(data.info.slug)
     timing = {}
 
@@ -103,24 +163,47 @@ def run(config, verbose="auto"):
     timing["teachers_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    student_spec = config.student_spec()
+    # tf.data's seeded ops also read TensorFlow's global seed; fix it here so
+    # the batches do not depend on whether teachers were trained or reused.
+    keras.utils.set_random_seed(training.derived_seed(config.seed, "distillation_set"))
+    distill_set = data_lib.distillation_set(
+        data.train,
+        data.info.num_classes,
+        policy,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        teacher=teacher,
+        cache=config.teacher_cache,
+        cached_views=config.cached_views,
+        cache_dir=config.resolved_cache_dir(data.info.slug),
+        synthetic=synthetic,
+        temperature=config.temperature,
+    )
+    timing["distillation_set_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    steps_per_epoch = int(distill_set.cardinality())
     keras.utils.set_random_seed(training.derived_seed(config.seed, "student"))
     student = models.get(config.student_arch, data.info.input_shape, data.info.num_classes)
     distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature)
-    distiller.compile(optimizer=student_spec.optimizer_for(data.info.num_train))
+    distiller.compile(
+        optimizer=config.student_spec().optimizer_for(data.info.num_train, steps_per_epoch)
+    )
     distiller.fit(
-        data_lib.batched(data.train, config.batch_size, shuffle=True, seed=config.seed),
+        distill_set,
         epochs=config.epochs,
         validation_data=data_lib.batched(data.test, config.batch_size),
         verbose=verbose,
-        shuffle=False,  # batched() already reshuffles every epoch
+        shuffle=False,  # the distillation set reshuffles every epoch itself
     )
     timing["distill_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    test_batches = -(-data.info.num_test // config.batch_size)
     splits = {
         "train": data_lib.batched(data.train, config.batch_size),
         "test": data_lib.batched(data.test, config.batch_size),
+        "distill": distill_set.take(test_batches),
     }
     split_metrics = evaluation.fidelity_report(teacher, student, splits)
     timing["evaluate_s"] = time.perf_counter() - started
@@ -129,7 +212,14 @@ def run(config, verbose="auto"):
     artifacts["teachers"] = [member["path"] for member in members]
     artifacts["report_md"] = os.path.join(output_dir, "report.md")
     report = {
-        "config": {**dataclasses.asdict(config), "output_dir": output_dir, "teachers_dir": teachers_dir},
+        "config": {
+            **dataclasses.asdict(config),
+            "flip": policy.flip,
+            "output_dir": output_dir,
+            "teachers_dir": teachers_dir,
+            "policy_settings": policy.describe(data.info.input_shape),
+            "synthetic_source": synthetic.description if synthetic else None,
+        },
         "dataset": dataclasses.asdict(data.info),
         "splits": split_metrics,
         "teacher_members": members,
@@ -141,6 +231,33 @@ def run(config, verbose="auto"):
     return report
 
 
+def _policy_and_source(config, info):
+    """The run's policy, checked against the data, and its synthetic source."""
+    policy = config.policy_for(info.name)
+    try:
+        policy.validate(info.input_shape)
+    except ValueError as error:
+        raise ConfigError(f"Dataset {info.name!r}: {error}") from None
+    if not policy.uses_synthetic:
+        return policy, None
+    path = config.resolved_generator(info.slug)
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"Policy {policy.name!r} samples a generator, but there is none at "
+            f"{path!r}. Train one with `python -m launch.train_gan "
+            f"--dataset={info.name}`, or pass the path of a Keras generator "
+            "(generator=... / --generator)."
+        )
+    generator = keras.saving.load_model(path, compile=False)
+    source = data_lib.SyntheticSource.from_generator(generator)
+    if source.input_shape != tuple(info.input_shape):
+        raise ConfigError(
+            f"The generator at {path!r} makes inputs of shape {source.input_shape}; "
+            f"dataset {info.name!r} has inputs of shape {tuple(info.input_shape)}."
+        )
+    return policy, source
+
+
 def report_markdown(report):
     """The report as Markdown: the run, the fidelity table, the files."""
     config = report["config"]
@@ -150,12 +267,16 @@ def report_markdown(report):
         f"Student `{config['student_arch']}` distilled from a "
         f"{config['members']}-member `{config['teacher_arch']}` ensemble "
         f"(alpha={config['alpha']:g}, temperature={config['temperature']:g}, "
-        f"{config['epochs']} epochs, seed {config['seed']}).",
+        f"{config['epochs']} epochs, seed {config['seed']}), on the "
+        f"`{config['policy']}` distillation set.",
         "",
         evaluation.markdown_table(report["splits"]),
         "",
         "Agreement and predictive KL (nats) compare the student with the teacher "
-        "at temperature 1; ECE is each model's calibration against labels.",
+        "at temperature 1; ECE is each model's calibration against labels. "
+        "`train` is the training split as it is; `distill` is a sample of the "
+        "distillation set the student was fit on (accuracy and ECE over its "
+        "labeled examples, against mixed labels where the policy mixes).",
         "",
         f"Student: `{report['artifacts']['saved_model']}` (SavedModel), "
         f"`{report['artifacts']['keras']}` (Keras).",

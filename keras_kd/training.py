@@ -79,8 +79,14 @@ class ClassifierSpec:
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
 
-    def optimizer_for(self, num_train):
-        steps = self.epochs * -(-num_train // self.batch_size)
+    def optimizer_for(self, num_train, steps_per_epoch=None):
+        """The optimizer, its learning rate decayed over the whole run.
+
+        `steps_per_epoch` defaults to the batches in `num_train` examples.
+        """
+        if steps_per_epoch is None:
+            steps_per_epoch = -(-num_train // self.batch_size)
+        steps = self.epochs * steps_per_epoch
         return make_optimizer(
             self.optimizer, self.lr, steps, self.weight_decay or None
         )

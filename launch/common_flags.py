@@ -25,8 +25,16 @@ flags.DEFINE_enum(
 )
 
 FLAGS = flags.FLAGS
-# TensorFlow logs every SavedModel write at INFO; show warnings and up (-v 0 for INFO).
-FLAGS.set_default("verbosity", logging.WARNING)
+
+
+def configure_logging():
+    """Shows warnings and up unless --verbosity was given (-v 0 for INFO).
+
+    TensorFlow logs every SavedModel write at INFO, and absl's `app.run`
+    raises an unset --verbosity to INFO after parsing, so this runs in `main`.
+    """
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity("warning")
 
 
 def verbosity():

@@ -9,6 +9,7 @@ writes the fidelity report, and exports the student:
 from absl import app
 from absl import flags
 
+from keras_kd import data as data_lib
 from keras_kd import evaluation
 from keras_kd import pipeline
 
@@ -30,6 +31,50 @@ flags.DEFINE_float(
 flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Distillation temperature (> 0).")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Distillation epochs.", lower_bound=1)
 flags.DEFINE_string(
+    "policy", _DEFAULTS.policy,
+    "Distillation-set policy: stages joined with '+', among "
+    + ", ".join(data_lib.STAGES) + " (e.g. crop_flip+mixup).",
+)
+flags.DEFINE_enum(
+    "flip", "auto", ["auto", "on", "off"],
+    "Horizontal flip in crop_flip; auto: on, except for digit datasets.",
+)
+flags.DEFINE_float(
+    "mixup_alpha", _DEFAULTS.mixup_alpha, "Beta(a, a) parameter of mixup and cutmix (> 0)."
+)
+flags.DEFINE_float(
+    "mixup_portion", _DEFAULTS.mixup_portion,
+    "Share of each batch that mixup/cutmix mix.", lower_bound=0.0, upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "synthetic_fraction", _DEFAULTS.synthetic_fraction,
+    "Share of each batch drawn from the generator under the gan stage, in (0, 1].",
+)
+flags.DEFINE_float(
+    "synthetic_temperature", None,
+    "Distillation temperature of synthetic examples (default: --temperature).",
+)
+flags.DEFINE_string(
+    "generator", None,
+    "Keras generator file for the gan stage "
+    "(default <saved_models_dir>/<dataset>/gan/generator.keras).",
+)
+flags.DEFINE_enum(
+    "teacher_cache", _DEFAULTS.teacher_cache, list(data_lib.CACHE_MODES),
+    "Teacher-output caching: auto caches static policies (on disk) and "
+    "--cached_views (in memory when it fits); off calls the teacher every step.",
+)
+flags.DEFINE_integer(
+    "cached_views", _DEFAULTS.cached_views,
+    "Pre-sample this many augmented copies of the training set and cache their "
+    "teacher outputs (stochastic policies); 0: draw fresh every epoch.",
+    lower_bound=0,
+)
+flags.DEFINE_string(
+    "cache_dir", None,
+    "Folder of disk caches (default <saved_models_dir>/<dataset>/teacher_cache).",
+)
+flags.DEFINE_string(
     "output_dir", None,
     "Run folder (default <saved_models_dir>/<dataset>/distill/<run name>).",
 )
@@ -44,6 +89,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    common_flags.configure_logging()
     config = common_flags.validated(pipeline.DistillConfig(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -54,12 +100,25 @@ def main(argv):
         alpha=FLAGS.alpha,
         temperature=FLAGS.temperature,
         epochs=FLAGS.epochs,
+        policy=FLAGS.policy,
+        flip={"auto": None, "on": True, "off": False}[FLAGS.flip],
+        mixup_alpha=FLAGS.mixup_alpha,
+        mixup_portion=FLAGS.mixup_portion,
+        synthetic_fraction=FLAGS.synthetic_fraction,
+        synthetic_temperature=FLAGS.synthetic_temperature,
+        generator=FLAGS.generator,
+        teacher_cache=FLAGS.teacher_cache,
+        cached_views=FLAGS.cached_views,
+        cache_dir=FLAGS.cache_dir,
         output_dir=FLAGS.output_dir,
         teachers_dir=FLAGS.teachers_dir,
         saved_models_dir=FLAGS.saved_models_dir,
         **common_flags.training_settings(),
     ))
-    report = pipeline.run(config, verbose=common_flags.verbosity())
+    try:
+        report = pipeline.run(config, verbose=common_flags.verbosity())
+    except pipeline.ConfigError as error:
+        raise app.UsageError(str(error))
     print()
     print(evaluation.markdown_table(report["splits"]))
     print()

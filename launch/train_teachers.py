@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    common_flags.configure_logging()
     spec = common_flags.validated(training.ClassifierSpec(
         arch=FLAGS.arch, epochs=FLAGS.epochs, **common_flags.training_settings()
     ))

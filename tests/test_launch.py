@@ -42,7 +42,28 @@ def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
     flagfile.write_text("\n".join([*TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}"]))
     _run("distill", f"--flagfile={flagfile}")
     with open(os.path.join(run_dir, "report.json")) as f:
-        assert [m["reused"] for m in json.load(f)["teacher_members"]] == [True, True]
+        again = json.load(f)
+    assert [m["reused"] for m in again["teacher_members"]] == [True, True]
+    # Reused teachers and cached teacher logits change nothing: same seed, same run.
+    assert again["splits"] == report["splits"]
+    assert len(os.listdir(os.path.join(saved, "digits", "teacher_cache"))) == 1
+
+
+def test_distill_with_a_policy_reports_the_distillation_set(tmp_path):
+    saved = str(tmp_path / "saved")
+    _run("distill", *TINY, "--policy=crop_flip+mixup", "--mixup_portion=0.5",
+         f"--saved_models_dir={saved}")
+    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_crop_flip+mixup")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert set(report["splits"]) == {"train", "test", "distill"}
+    assert report["config"]["policy_settings"] == {
+        "policy": "crop_flip+mixup", "flip": False, "crop_padding": 1,
+        "mixup_alpha": 1.0, "mixup_portion": 0.5,
+    }
+    distill = report["splits"]["distill"]
+    assert 0.0 <= distill["agreement"] <= 1.0 and distill["predictive_kl"] >= 0.0
+    assert "teacher_cache" not in os.listdir(os.path.join(saved, "digits"))  # stochastic: no cache
 
 
 def test_train_teachers_saves_members_with_metrics(tmp_path):
@@ -62,6 +83,11 @@ def test_train_teachers_saves_members_with_metrics(tmp_path):
         ("--temperature=0", "temperature must be > 0; got temperature=0.0"),
         ("--student_arch=vgg", "Unknown model 'vgg'"),
         ("--dataset=npz:/nonexistent.npz", "no file at '/nonexistent.npz'"),
+        ("--policy=crop+mixup", "Unknown policy stage(s) ['crop'] in 'crop+mixup'"),
+        ("--policy=grayscale", "Dataset 'digits': Policy 'grayscale': stages ['grayscale'] need RGB"),
+        ("--policy=gan", "Train one with `python -m launch.train_gan --dataset=digits`"),
+        ("--cached_views=2", "policy 'identity' is static"),
+        ("--mixup_portion=2", "mixup_portion"),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, flag, message):
@@ -75,5 +101,28 @@ def test_bad_flags_fail_before_training(tmp_path, flag, message):
 def test_helpfull_documents_the_flags():
     out = _run("distill", "--helpfull", check=False).stdout  # absl exits 1 after help
     for flag in ("--alpha", "--temperature", "--members", "--teacher_arch", "--student_arch",
-                 "--epochs", "--batch_size", "--optimizer", "--lr", "--seed", "--output_dir"):
+                 "--epochs", "--batch_size", "--optimizer", "--lr", "--seed", "--output_dir",
+                 "--policy", "--flip", "--mixup_alpha", "--mixup_portion", "--synthetic_fraction",
+                 "--synthetic_temperature", "--generator", "--teacher_cache", "--cached_views",
+                 "--cache_dir"):
         assert flag in out
+
+
+def test_distill_on_synthetic_inputs_from_a_generator_file(tmp_path):
+    import keras
+
+    generator = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(64, activation="sigmoid"),
+         keras.layers.Reshape((8, 8, 1))], name="tiny_generator")
+    path = str(tmp_path / "generator.keras")
+    generator.save(path)
+    saved = str(tmp_path / "saved")
+    _run("distill", *TINY, "--policy=gan", f"--generator={path}", "--synthetic_fraction=0.25",
+         "--synthetic_temperature=2", f"--saved_models_dir={saved}")
+    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_gan")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert report["config"]["synthetic_source"] == "generator tiny_generator"
+    assert report["config"]["policy_settings"] == {
+        "policy": "gan", "synthetic_fraction": 0.25, "synthetic_temperature": 2.0}
+    assert set(report["splits"]) == {"train", "test", "distill"}
