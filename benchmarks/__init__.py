@@ -1,0 +1,1 @@
+"""Benchmarks: absl apps that print one JSON object as their last line."""

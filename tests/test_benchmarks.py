@@ -1,0 +1,33 @@
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--steps=1", "--pipeline_batches=2", "--repeats=1", "--examples=48", "--batch_size=16", "--image_size=8",
+        "--student=mlp", "--teacher=mlp"]
+
+
+def _run(*flags):
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", *flags], cwd=ROOT, capture_output=True,
+        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def test_pipeline_benchmark_prints_its_figures_as_json():
+    result = _run(*TINY, "--policies=identity,crop_flip+mixup,gan")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["policies"]) == {"identity", "crop_flip+mixup", "gan"}
+    for row in figures["policies"].values():
+        assert row["pipeline_batches_per_s"] > 0 and row["step_batches_per_s"] > 0
+    assert figures["policies"]["identity"]["teacher_cached"] is True
+    assert figures["cached_step_vs_student_step"] > 0
+
+
+def test_pipeline_benchmark_refuses_a_bad_policy_before_timing():
+    result = _run(*TINY, "--policies=identity,crop")
+    assert result.returncode != 0
+    assert "Unknown policy stage(s) ['crop']" in result.stderr
+    assert "identity:" not in result.stdout
