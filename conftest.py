@@ -27,6 +27,14 @@ def _doctest_names(doctest_namespace):
 
 
 @pytest.fixture(scope="session")
+def mirrored():
+    """One two-replica MirroredStrategy for the whole session: strategies made
+    one after another in a process can reuse collective instance keys, and a
+    collective mismatch then aborts every later one."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(scope="session")
 def digits():
     import keras_kd
 

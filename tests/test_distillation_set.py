@@ -305,7 +305,7 @@ def _fit(strategy, dataset, initial_weights):
     return student.get_weights(), logs
 
 
-def test_masked_batches_under_mirrored_strategy_match_one_device(rng):
+def test_masked_batches_under_mirrored_strategy_match_one_device(rng, mirrored):
     # 14 real + 6 synthetic examples per batch; 50 examples leave a last batch
     # of 8 + 6, which splits over the replicas as 7 real and 1 real + 6 synthetic.
     dataset = _one_pass(rng, _split(rng, n=50))
@@ -313,7 +313,7 @@ def test_masked_batches_under_mirrored_strategy_match_one_device(rng):
     np.testing.assert_array_equal(batch["hard_label_mask"], [1.0] * 14 + [0.0] * 6)
     initial = _mlp(2).get_weights()
     single_weights, single_logs = _fit(tf.distribute.get_strategy(), dataset, initial)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored
     mirrored_weights, mirrored_logs = _fit(strategy, dataset, initial)
     for a, b in zip(single_weights, mirrored_weights):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)

@@ -150,13 +150,13 @@ def _image_mlp(seed):
     return keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
 
 
-def test_mirrored_strategy_matches_one_device(digits):
+def test_mirrored_strategy_matches_one_device(digits, mirrored):
     # 69 examples: the last batch (5) splits unevenly over the 2 replicas.
     x, y = next(iter(digits.train.batch(69)))
     keras.utils.set_random_seed(0)
     initial = keras_kd.models.get("resnet8", (8, 8, 1), 10).get_weights()
     single_weights, single_logs = _mirrored_run(tf.distribute.get_strategy(), x, y, initial)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored
     assert strategy.num_replicas_in_sync == 2
     mirrored_weights, mirrored_logs = _mirrored_run(strategy, x, y, initial)
     for a, b in zip(single_weights, mirrored_weights):

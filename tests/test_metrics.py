@@ -73,8 +73,8 @@ def test_ece_of_one_hot_labels_equals_ids(rng):
     assert float(a.result()) == pytest.approx(float(b.result()))
 
 
-def test_metrics_aggregate_across_replicas(rng):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_metrics_aggregate_across_replicas(rng, mirrored):
+    strategy = mirrored
     teacher = rng.normal(size=(32, 5)).astype("float32")
     student = rng.normal(size=(32, 5)).astype("float32")
     labels = rng.integers(0, 5, size=32).astype("int32")
