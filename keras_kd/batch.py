@@ -17,6 +17,7 @@ A batch is one of:
 import dataclasses
 from typing import Any
 
+import tensorflow as tf
 from keras import ops
 
 BATCH_KEYS = (
@@ -93,3 +94,17 @@ def labeled_weight(batch):
     if weight is None:
         return mask
     return mask * ops.cast(ops.reshape(weight, (-1,)), "float32")
+
+
+def global_batch_size(per_example_loss):
+    """The number of examples in this step across all replicas and workers.
+
+    Summing the local counts (instead of multiplying one replica's count by
+    the replica count) keeps the average exact when the last batch splits
+    unevenly across replicas.
+    """
+    local = tf.shape(per_example_loss)[0]
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, local)

@@ -139,7 +139,7 @@ class Distiller(keras.Model):
             )
             loss = tf.nn.compute_average_loss(
                 per_example_loss,
-                global_batch_size=_global_batch_size(per_example_loss),
+                global_batch_size=batch_lib.global_batch_size(per_example_loss),
             )
             regularization = self._regularization_loss()
             loss += tf.nn.scale_regularization_loss(regularization)
@@ -265,17 +265,3 @@ def _label_checks(batch, num_classes):
         tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
     ]
     return [check for check in checks if check is not None]
-
-
-def _global_batch_size(per_example_loss):
-    """The number of examples in this step across all replicas and workers.
-
-    Summing the local counts (instead of multiplying one replica's count by
-    the replica count) keeps the average exact when the last batch splits
-    unevenly across replicas.
-    """
-    local = tf.shape(per_example_loss)[0]
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return local
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, local)
