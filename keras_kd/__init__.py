@@ -1,7 +1,7 @@
 """keras_kd: knowledge distillation for Keras 3, with fidelity as a result.
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
-`models`, `data`, `evaluation`, `export`, `training` and `pipeline`.
+`models`, `data`, `evaluation`, `export`, `training`, `pipeline` and `gan`.
 """
 
 try:
@@ -25,6 +25,7 @@ from keras_kd import batch
 from keras_kd import data
 from keras_kd import evaluation
 from keras_kd import export
+from keras_kd import gan
 from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
@@ -42,6 +43,7 @@ __all__ = [
     "data",
     "evaluation",
     "export",
+    "gan",
     "losses",
     "metrics",
     "models",

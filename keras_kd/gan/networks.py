@@ -1,0 +1,99 @@
+"""Generator and discriminator networks for small images (8x8 to 32x32).
+
+Both are DCGAN-shaped: the generator upsamples a latent vector with
+transposed convolutions to images in [0, 1] (the range of
+`keras_kd.data.load`); the discriminator downsamples with strided
+convolutions wrapped in `keras.layers.SpectralNormalization`, as in SN-GAN
+(Miyato et al., 2018), and returns one unbounded score per image.
+"""
+
+import keras
+from keras import layers
+
+
+def upsampling_steps(image_shape, most=3):
+    """How many 2x resolution steps the networks take for `image_shape`.
+
+    The largest k <= `most` with both sides divisible by 2^k and at least 2
+    pixels left at the base: 8x8 -> 2 (from 2x2), 28x28 -> 2 (7x7), 32x32 -> 3
+    (4x4).
+
+    >>> upsampling_steps((8, 8, 1)), upsampling_steps((28, 28, 1)), upsampling_steps((32, 32, 3))
+    (2, 2, 3)
+    """
+    _check_image_shape(image_shape)
+    steps = 0
+    while steps < most and all(
+        side % 2 ** (steps + 1) == 0 and side // 2 ** (steps + 1) >= 2
+        for side in image_shape[:2]
+    ):
+        steps += 1
+    return steps
+
+
+def make_generator(image_shape, latent_dim=64, width=128, name="generator"):
+    """A generator from `[batch, latent_dim]` normal latents to images in [0, 1].
+
+    Args:
+        image_shape: `(height, width, channels)` of the images to make.
+        latent_dim: size of the latent vector.
+        width: channels at the base resolution, halved at each upsampling.
+        name: the model's name.
+
+    Example:
+
+    >>> generator = make_generator((8, 8, 1), latent_dim=16)
+    >>> generator(np.zeros((2, 16), "float32")).shape
+    TensorShape([2, 8, 8, 1])
+    """
+    steps = upsampling_steps(image_shape)
+    height, width_px = image_shape[0] // 2**steps, image_shape[1] // 2**steps
+    latents = keras.Input((latent_dim,), name="latents")
+    x = layers.Dense(height * width_px * width, use_bias=False)(latents)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.Reshape((height, width_px, width))(x)
+    for step in range(steps):
+        filters = max(width // 2 ** (step + 1), 16)
+        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+    images = layers.Conv2D(image_shape[-1], 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(latents, images, name=name)
+
+
+def make_discriminator(image_shape, width=64, name="discriminator"):
+    """A spectrally normalized discriminator: images -> `[batch, 1]` scores.
+
+    Example:
+
+    >>> discriminator = make_discriminator((8, 8, 1))
+    >>> discriminator(np.zeros((2, 8, 8, 1), "float32")).shape
+    TensorShape([2, 1])
+    """
+    steps = upsampling_steps(image_shape)
+    images = keras.Input(image_shape, name="images")
+    x = _sn_conv(width, 3, 1)(images)
+    x = layers.LeakyReLU(0.1)(x)
+    for step in range(steps):
+        x = _sn_conv(width * 2 ** min(step, 2), 4, 2)(x)
+        x = layers.LeakyReLU(0.1)(x)
+    x = layers.Flatten()(x)
+    scores = layers.SpectralNormalization(layers.Dense(1))(x)
+    return keras.Model(images, scores, name=name)
+
+
+def _sn_conv(filters, kernel_size, strides):
+    # No bias: with one, TensorFlow's graph optimizer tries to fuse the
+    # convolution, its BiasAdd and the LeakyReLU around SpectralNormalization's
+    # kernel update, fails, and logs an error at every trace.
+    return layers.SpectralNormalization(
+        layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)
+    )
+
+
+def _check_image_shape(image_shape):
+    shape = tuple(image_shape)
+    if len(shape) != 3 or min(shape) < 1 or min(shape[:2]) < 4:
+        raise ValueError(
+            "The GAN makes images of shape (height, width, channels), at least "
+            f"4x4; got {image_shape!r}."
+        )
