@@ -27,6 +27,24 @@ flags.DEFINE_enum(
 FLAGS = flags.FLAGS
 
 
+def define_teacher_flags(defaults):
+    """Defines --teacher_arch, --members and --teacher_epochs (apps that need a teacher).
+
+    Args:
+        defaults: a `keras_kd.pipeline.DistillConfig` giving the defaults.
+    """
+    flags.DEFINE_string("teacher_arch", defaults.teacher_arch, "Teacher member architecture.")
+    flags.DEFINE_integer("members", defaults.members, "Teacher ensemble size.", lower_bound=1)
+    flags.DEFINE_integer(
+        "teacher_epochs", defaults.teacher_epochs, "Epochs per teacher member.", lower_bound=1
+    )
+    flags.DEFINE_string(
+        "teachers_dir", None,
+        "Folder of teacher members to reuse or fill "
+        "(default <saved_models_dir>/<dataset>/teachers).",
+    )
+
+
 def configure_logging():
     """Shows warnings and up unless --verbosity was given (-v 0 for INFO).
 

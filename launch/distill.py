@@ -17,11 +17,7 @@ from launch import common_flags
 
 _DEFAULTS = pipeline.DistillConfig()
 
-flags.DEFINE_string("teacher_arch", _DEFAULTS.teacher_arch, "Teacher member architecture.")
-flags.DEFINE_integer("members", _DEFAULTS.members, "Teacher ensemble size.", lower_bound=1)
-flags.DEFINE_integer(
-    "teacher_epochs", _DEFAULTS.teacher_epochs, "Epochs per teacher member.", lower_bound=1
-)
+common_flags.define_teacher_flags(_DEFAULTS)
 flags.DEFINE_string("student_arch", _DEFAULTS.student_arch, "Student architecture.")
 flags.DEFINE_float(
     "alpha", _DEFAULTS.alpha,
@@ -77,11 +73,6 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "output_dir", None,
     "Run folder (default <saved_models_dir>/<dataset>/distill/<run name>).",
-)
-flags.DEFINE_string(
-    "teachers_dir", None,
-    "Folder of teacher members to reuse or fill "
-    "(default <saved_models_dir>/<dataset>/teachers).",
 )
 
 FLAGS = flags.FLAGS

@@ -126,3 +126,40 @@ def test_distill_on_synthetic_inputs_from_a_generator_file(tmp_path):
     assert report["config"]["policy_settings"] == {
         "policy": "gan", "synthetic_fraction": 0.25, "synthetic_temperature": 2.0}
     assert set(report["splits"]) == {"train", "test", "distill"}
+
+
+def test_train_gan_then_distill_on_its_samples(tmp_path):
+    saved = str(tmp_path / "saved")
+    teacher = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=1", "--batch_size=128"]
+    result = _run("train_gan", *teacher, "--epochs=2", "--gan_batch_size=128",
+                  "--num_samples=64", "--verbose=0", f"--saved_models_dir={saved}")
+    gan_dir = os.path.join(saved, "digits", "gan")
+    assert sorted(os.listdir(gan_dir)) == [
+        "discriminator.keras", "generator.keras", "metrics.json", "samples.png"]
+    with open(os.path.join(gan_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["teacher_frechet_distance"] >= 0 and metrics["noise_frechet_distance"] > 0
+    assert len(metrics["class_histogram"]) == 10 and sum(metrics["class_histogram"]) == 64
+    assert "not Inception FID" in metrics["feature_space"]
+    assert '"teacher_frechet_distance"' in result.stdout
+
+    # The teachers train_gan trained are the ones distill reuses, and the
+    # generator is found where train_gan put it.
+    _run("distill", *TINY, "--policy=mixup+gan", "--synthetic_fraction=0.5",
+         f"--saved_models_dir={saved}")
+    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_mixup+gan")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert [m["reused"] for m in report["teacher_members"]] == [True, True]
+    assert report["config"]["synthetic_source"] == "generator generator"
+    assert set(report["splits"]) == {"train", "test", "distill"}
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [("--beta_1=1", "beta_1 must be in [0, 1); got 1.0"), ("--gan_lr=0", "lr must be > 0")],
+)
+def test_train_gan_bad_flags_fail_before_training(tmp_path, flag, message):
+    result = _run("train_gan", flag, f"--saved_models_dir={tmp_path}", check=False)
+    assert result.returncode != 0 and message in result.stderr
+    assert not any(tmp_path.rglob("*.keras"))
