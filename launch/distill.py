@@ -44,7 +44,8 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float(
     "synthetic_fraction", _DEFAULTS.synthetic_fraction,
-    "Share of each batch drawn from the generator under the gan stage, in (0, 1].",
+    "Share of each batch drawn from the generator under the gan stage.",
+    lower_bound=0.0, upper_bound=1.0,
 )
 flags.DEFINE_float(
     "synthetic_temperature", None,

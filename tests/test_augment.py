@@ -31,7 +31,7 @@ def _one_hot_batch(rng, batch_size=8, shape=(6, 6, 1), constant=False):
         ("mixup+mixup", {}, "repeats stage(s) ['mixup']"),
         ("mixup", {"mixup_alpha": 0.0}, "mixup_alpha must be > 0; got 0.0"),
         ("mixup", {"mixup_portion": 1.5}, "mixup_portion must be in [0, 1]; got 1.5"),
-        ("gan", {"synthetic_fraction": 0.0}, "synthetic_fraction must be in (0, 1]; got 0.0"),
+        ("gan", {"synthetic_fraction": 1.5}, "synthetic_fraction must be in [0, 1]; got 1.5"),
         ("gan", {"synthetic_temperature": -1.0}, "synthetic_temperature must be > 0"),
         ("crop_flip", {"flip": "yes"}, "flip must be True or False; got 'yes'"),
     ],

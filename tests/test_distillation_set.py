@@ -232,6 +232,16 @@ def test_synthetic_examples_join_each_batch_without_hard_labels(rng):
     assert sum(len(batch["x"]) - 4 for batch in batches) == 100
 
 
+def test_a_zero_synthetic_fraction_adds_no_synthetic_examples(rng):
+    source = SyntheticSource.from_inputs(np.full((3, 8, 8, 1), -1.0, "float32"))
+    policy = keras_kd.data.Policy.parse("gan", synthetic_fraction=0.0)
+    batches = _epochs(distillation_set(_split(rng), CLASSES, policy, batch_size=32,
+                                       synthetic=source), count=1)[0]
+    assert [len(batch["x"]) for batch in batches] == [32, 32, 32, 4]
+    assert all((batch["hard_label_mask"] == 1).all() and (batch["x"] >= 0).all()
+               for batch in batches)
+
+
 def test_synthetic_only_batches_and_source_checks(rng):
     source = SyntheticSource.from_generator(
         keras.Sequential([keras.Input((4,)), keras.layers.Dense(64), keras.layers.Reshape((8, 8, 1))])

@@ -58,7 +58,8 @@ class Policy:
         mixup_alpha: Beta(alpha, alpha) parameter of `mixup` and `cutmix`.
         mixup_portion: share of each batch that `mixup`/`cutmix` mix, in [0, 1].
         synthetic_fraction: share of each batch drawn from the synthetic
-            source when the policy has `gan`, in (0, 1].
+            source when the policy has `gan`, in [0, 1] (0 adds none: the
+            real-data end of a sweep; 1 leaves no real examples).
         synthetic_temperature: distillation temperature of synthetic examples
             (`None`: the distiller's own).
     """
@@ -136,9 +137,9 @@ class Policy:
             raise ValueError(
                 f"mixup_portion must be in [0, 1]; got {self.mixup_portion!r}."
             )
-        if not 0.0 < float(self.synthetic_fraction) <= 1.0:
+        if not 0.0 <= float(self.synthetic_fraction) <= 1.0:
             raise ValueError(
-                "synthetic_fraction must be in (0, 1]; got "
+                "synthetic_fraction must be in [0, 1]; got "
                 f"{self.synthetic_fraction!r}."
             )
         if self.synthetic_temperature is not None and not float(self.synthetic_temperature) > 0:
