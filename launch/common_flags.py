@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def define_teacher_flags(defaults):
-    """Defines --teacher_arch, --members and --teacher_epochs (apps that need a teacher).
+    """Defines --teacher_arch, --members, --teacher_epochs and --teachers_dir.
 
     Args:
         defaults: a `keras_kd.pipeline.DistillConfig` giving the defaults.

@@ -102,26 +102,30 @@ def distillation_set(
     )
     if mode is None:
         return builder.finish(builder.augmented_batches(seed))
-    key_parts = {
-        "teacher": fingerprint.weights_fingerprint(teacher),
-        "data": fingerprint.dataset_fingerprint(split),
-        "num_classes": num_classes,
-    }
+    # Only a disk cache needs a key; digesting the data reads the whole split.
+    key_parts = None
+    if mode == "disk":
+        key_parts = {
+            "teacher": fingerprint.weights_fingerprint(teacher),
+            "data": fingerprint.dataset_fingerprint(split),
+            "num_classes": num_classes,
+        }
     if not builder.policy.stochastic:
-        logits = teacher_cache.static_logits(
-            teacher, split, mode, cache_dir, {"kind": "static_logits", **key_parts}
-        )
+        if key_parts is not None:
+            key_parts["kind"] = "static_logits"
+        logits = teacher_cache.static_logits(teacher, split, mode, cache_dir, key_parts)
         return builder.finish(builder.cached_logits_batches(logits, seed))
-    key_parts.update(
-        kind="cached_views",
-        policy=builder.policy.describe(builder.input_shape),
-        views=cached_views,
-        seed=seed,
-        batch_size=batch_size,
-        synthetic=None if builder.synthetic is None else builder.synthetic.fingerprint,
-        temperature=temperature,
-        drop_remainder=drop_remainder,
-    )
+    if key_parts is not None:
+        key_parts.update(
+            kind="cached_views",
+            policy=builder.policy.describe(builder.input_shape),
+            views=cached_views,
+            seed=seed,
+            batch_size=batch_size,
+            synthetic=None if builder.synthetic is None else builder.synthetic.fingerprint,
+            temperature=temperature,
+            drop_remainder=drop_remainder,
+        )
     views = teacher_cache.cached_views(
         teacher,
         lambda k: builder.augmented_batches(_sub_seed(seed, "view", k)),
