@@ -28,10 +28,13 @@ def _doctest_names(doctest_namespace):
 
 @pytest.fixture(scope="session")
 def mirrored():
-    """One two-replica MirroredStrategy for the whole session: strategies made
-    one after another in a process can reuse collective instance keys, and a
-    collective mismatch then aborts every later one."""
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """The two-replica MirroredStrategy the whole session shares (as
+    `get_strategy` returns it): strategies made one after another in a
+    process can reuse collective instance keys, and a collective mismatch
+    then aborts every later one."""
+    import keras_kd
+
+    return keras_kd.distribute.get_strategy("mirrored", cpu_replicas=2)
 
 
 @pytest.fixture(scope="session")

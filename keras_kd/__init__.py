@@ -1,7 +1,7 @@
 """keras_kd: knowledge distillation for Keras 3, with fidelity as a result.
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
-`models`, `data`, `evaluation`, `export`, `training`, `pipeline` and `gan`.
+`models`, `data`, `distribute`, `evaluation`, `export`, `training`, `pipeline` and `gan`.
 """
 
 try:
@@ -23,6 +23,7 @@ if _keras.backend.backend() != "tensorflow":
 
 from keras_kd import batch
 from keras_kd import data
+from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
 from keras_kd import gan
@@ -41,6 +42,7 @@ __all__ = [
     "Ensemble",
     "batch",
     "data",
+    "distribute",
     "evaluation",
     "export",
     "gan",

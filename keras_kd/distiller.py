@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
+from keras_kd import distribute
 from keras_kd import losses
 from keras_kd import metrics as metrics_lib
 from keras_kd import models
@@ -28,7 +29,7 @@ def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
-class Distiller(keras.Model):
+class Distiller(distribute.MultiWorkerFit, keras.Model):
     """Trains a student on a blend of hard labels and a teacher's soft targets.
 
     The per-example loss is
@@ -44,8 +45,9 @@ class Distiller(keras.Model):
     Calling the distiller calls the student, so `predict`, `export` and
     `save` work as for any model; `export` writes the student alone.
 
-    `fit` and `evaluate` report `loss` (the blended loss), `accuracy` (student
-    against labels), `agreement` and `predictive_kl` (student against teacher,
+    `fit` and `evaluate` report `loss` (the blended loss), its terms
+    `hard_loss` (`alpha * CE`) and `soft_loss` (`(1 - alpha) * T^2 * KL`),
+    `accuracy` (student against labels), `agreement` and `predictive_kl` (student against teacher,
     at temperature 1) and `ece` (the student's calibration).
 
     Args:
@@ -64,7 +66,7 @@ class Distiller(keras.Model):
     >>> x = np.random.rand(64, 8, 8, 1); y = np.random.randint(0, 10, 64)
     >>> history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
     >>> sorted(history.history)
-    ['accuracy', 'agreement', 'ece', 'loss', 'predictive_kl']
+    ['accuracy', 'agreement', 'ece', 'hard_loss', 'loss', 'predictive_kl', 'soft_loss']
     """
 
     def __init__(self, student, teacher, alpha=0.0, temperature=4.0, **kwargs):
@@ -80,6 +82,8 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
         self.accuracy_tracker = keras.metrics.MeanMetricWrapper(
             metrics_lib.accuracy, name="accuracy"
         )
@@ -116,6 +120,8 @@ class Distiller(keras.Model):
     def metrics(self):
         trackers = [
             self.loss_tracker,
+            self.hard_loss_tracker,
+            self.soft_loss_tracker,
             self.accuracy_tracker,
             self.agreement_tracker,
             self.kl_tracker,
@@ -134,9 +140,8 @@ class Distiller(keras.Model):
         student_weights = self.student.trainable_weights
         with tf.GradientTape() as tape:
             student_logits = self.student(batch.x, training=True)
-            per_example_loss = self._per_example_loss(
-                batch, teacher_logits, student_logits
-            )
+            terms = self._per_example_terms(batch, teacher_logits, student_logits)
+            per_example_loss = terms[0] + terms[1]
             loss = tf.nn.compute_average_loss(
                 per_example_loss,
                 global_batch_size=batch_lib.global_batch_size(per_example_loss),
@@ -150,21 +155,18 @@ class Distiller(keras.Model):
             gradients = [g if g is None else tf.identity(g) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, student_weights))
         return self._update_metrics(
-            batch, teacher_logits, student_logits, per_example_loss + regularization
+            batch, teacher_logits, student_logits, terms, regularization
         )
 
     def test_step(self, data):
         batch = batch_lib.unpack(data)
         teacher_logits = self._teacher_logits(batch)
         student_logits = self.student(batch.x, training=False)
-        per_example_loss = self._per_example_loss(batch, teacher_logits, student_logits)
+        terms = self._per_example_terms(batch, teacher_logits, student_logits)
         with tf.control_dependencies(_label_checks(batch, student_logits.shape[-1])):
-            per_example_loss = tf.identity(per_example_loss)
+            terms = [tf.identity(term) for term in terms]
         return self._update_metrics(
-            batch,
-            teacher_logits,
-            student_logits,
-            per_example_loss + self._regularization_loss(),
+            batch, teacher_logits, student_logits, terms, self._regularization_loss()
         )
 
     def predict_step(self, data):
@@ -181,7 +183,8 @@ class Distiller(keras.Model):
             teacher_logits = self.teacher(batch.x, training=False)
         return tf.stop_gradient(tf.cast(teacher_logits, "float32"))
 
-    def _per_example_loss(self, batch, teacher_logits, student_logits):
+    def _per_example_terms(self, batch, teacher_logits, student_logits):
+        """The `(hard, soft)` loss terms per example, sample weights applied."""
         _check_class_counts(
             student_logits.shape[-1],
             teacher_logits.shape[-1],
@@ -195,7 +198,7 @@ class Distiller(keras.Model):
         temperature = self.temperature
         if batch.temperature is not None:
             temperature = batch.temperature
-        loss = losses.distillation_loss(
+        terms = losses.distillation_loss_terms(
             batch.y,
             teacher_logits,
             student_logits,
@@ -204,18 +207,22 @@ class Distiller(keras.Model):
             hard_label_mask=batch.hard_label_mask,
         )
         if batch.sample_weight is not None:
-            loss *= tf.reshape(tf.cast(batch.sample_weight, loss.dtype), [-1])
-        return loss
+            weight = tf.reshape(tf.cast(batch.sample_weight, "float32"), [-1])
+            terms = tuple(term * weight for term in terms)
+        return terms
 
     def _regularization_loss(self):
         if not self.student.losses:
             return tf.constant(0.0)
         return tf.cast(tf.add_n(self.student.losses), "float32")
 
-    def _update_metrics(self, batch, teacher_logits, student_logits, loss):
+    def _update_metrics(self, batch, teacher_logits, student_logits, terms, regularization):
         # Trackers are fed per-example values, and their state is summed across
         # replicas on read, so the logged numbers are true global means.
-        self.loss_tracker.update_state(loss)
+        hard, soft = terms
+        self.loss_tracker.update_state(hard + soft + regularization)
+        self.hard_loss_tracker.update_state(hard)
+        self.soft_loss_tracker.update_state(soft)
         self.agreement_tracker.update_state(
             teacher_logits, student_logits, batch.sample_weight
         )

@@ -94,7 +94,29 @@ def distillation_loss(
     Returns:
         A `[batch]` float32 tensor.
     """
-    loss = 0.0
+    hard, soft = distillation_loss_terms(
+        labels, teacher_logits, student_logits, alpha, temperature, hard_label_mask
+    )
+    return hard + soft
+
+
+def distillation_loss_terms(
+    labels,
+    teacher_logits,
+    student_logits,
+    alpha,
+    temperature,
+    hard_label_mask=None,
+):
+    """The two weighted terms of `distillation_loss`, per example.
+
+    Returns:
+        `(hard, soft)`: `alpha * CE(y, s)` and
+        `(1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))`, each a
+        `[batch]` float32 tensor (zeros where its weight is 0). The arguments
+        are those of `distillation_loss`.
+    """
+    hard = soft = ops.zeros_like(_float32(student_logits)[:, 0])
     if alpha > 0.0:
         if hard_label_mask is None:
             hard = hard_label_cross_entropy(labels, student_logits)
@@ -105,9 +127,9 @@ def distillation_loss(
                 labels = ops.where(mask > 0, ops.reshape(labels, (-1,)), 0)
             hard = hard_label_cross_entropy(labels, student_logits)
             hard = hard * _float32(mask)
-        loss = alpha * hard
+        hard = alpha * hard
     if alpha < 1.0:
         temperature_squared = ops.square(_float32(temperature))
         soft = soft_target_kl(teacher_logits, student_logits, temperature)
-        loss = loss + (1.0 - alpha) * temperature_squared * soft
-    return loss
+        soft = (1.0 - alpha) * temperature_squared * soft
+    return hard, soft

@@ -6,11 +6,13 @@ from a notebook or a sweep to get the same run and the same files.
 
 import dataclasses
 import os
+import shutil
 import time
 
 import keras
 
 from keras_kd import data as data_lib
+from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
 from keras_kd import models
@@ -18,6 +20,7 @@ from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.distiller import check_hyperparameters
 from keras_kd.ensemble import Ensemble
+from keras_kd.runtime import Runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,10 @@ class DistillConfig:
     `<saved_models_dir>/<dataset>/teacher_cache`) control teacher-output
     caching. The `gan` stage samples the Keras generator at `generator`
     (default `<saved_models_dir>/<dataset>/gan/generator.keras`).
+
+    `runtime` (a `keras_kd.runtime.Runtime`) sets the strategy, precision,
+    XLA and determinism of every fit, and the backup folder (default
+    `<output_dir>/backup`) from which a rerun of the same run resumes.
     """
 
     dataset: str = "digits"
@@ -62,6 +69,7 @@ class DistillConfig:
     output_dir: str | None = None
     teachers_dir: str | None = None
     saved_models_dir: str = "saved_models"
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
 
     def teacher_spec(self):
         return training.ClassifierSpec(
@@ -86,6 +94,7 @@ class DistillConfig:
         if not isinstance(self.members, int) or self.members < 1:
             raise ValueError(f"members must be a positive integer; got {self.members!r}.")
         check_hyperparameters(self.alpha, self.temperature)
+        self.runtime.validate()
         policy = self.policy_for(self.dataset)
         data_lib.check_cache_request(policy, self.teacher_cache, self.cached_views)
 
@@ -137,35 +146,46 @@ def run(config, verbose="auto"):
     """Runs the main job and writes its files; returns the report.
 
     Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
-    "teacher_members", "artifacts", "timing"}`), `<output_dir>/report.md`,
-    and the student as `<output_dir>/saved_model` and
-    `<output_dir>/student.keras`. Teachers are reused from (or saved to)
+    "teacher_members", "artifacts", "timing", "resumed_at_epoch"}`),
+    `<output_dir>/report.md`, and the student as `<output_dir>/saved_model`
+    and `<output_dir>/student.keras`. Teachers are reused from (or saved to)
     `<teachers_dir>`. Fidelity is reported on the `train` split (as it is,
     un-augmented), the `test` split, and `distill`: a sample of the
-    distillation set, as many batches as the test split has.
+    distillation set (its first epoch's first batches), as many batches as
+    the test split has.
+
+    Training is backed up at each epoch's end; rerunning a killed run resumes
+    it (the teacher member or the student in training continues after its
+    last finished epoch) and, with `runtime.deterministic`, ends with the
+    weights of an uninterrupted run. The backups are removed once every file
+    is written. Under a multi-worker strategy every worker runs this; the
+    chief writes the files, the others write to scratch folders.
 
     Raises:
         ConfigError: when a setting does not fit the dataset (a policy stage
             for RGB images on grayscale data, a missing generator), before
             any training.
+        keras_kd.callbacks.NonFiniteLossError: when a loss turns NaN or
+            infinite; the backups are kept.
     """
     config.validate()
+    strategy = config.runtime.start()
     data = data_lib.load(config.dataset, data_dir=config.data_dir)
     policy, synthetic = _policy_and_source(config, data.info)
     output_dir, teachers_dir = config.resolved_dirs(data.info.slug)
+    backup_dir = config.runtime.resolved_backup_dir(output_dir)
     timing = {}
 
     started = time.perf_counter()
     members = training.ensemble_members(
-        config.teacher_spec(), data, config.members, teachers_dir, verbose
+        config.teacher_spec(), data, config.members, teachers_dir, verbose,
+        config.runtime, os.path.join(backup_dir, "teachers"),
     )
-    teacher = Ensemble([member["path"] for member in members])
+    with strategy.scope():
+        teacher = Ensemble([member["path"] for member in members])
     timing["teachers_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    # tf.data's seeded ops also read TensorFlow's global seed; fix it here so
-    # the batches do not depend on whether teachers were trained or reused.
-    keras.utils.set_random_seed(training.derived_seed(config.seed, "distillation_set"))
     distill_set = data_lib.distillation_set(
         data.train,
         data.info.num_classes,
@@ -175,26 +195,38 @@ def run(config, verbose="auto"):
         teacher=teacher,
         cache=config.teacher_cache,
         cached_views=config.cached_views,
-        cache_dir=config.resolved_cache_dir(data.info.slug),
+        cache_dir=distribute.worker_dir(config.resolved_cache_dir(data.info.slug), strategy),
         synthetic=synthetic,
         temperature=config.temperature,
+        epochs=config.epochs,
     )
+    steps_per_epoch = data_lib.steps_per_epoch(distill_set, config.epochs)
     timing["distillation_set_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    steps_per_epoch = int(distill_set.cardinality())
+    student_backup = distribute.worker_backup_dir(os.path.join(backup_dir, "student"), strategy)
+    initial_epoch = training.resume_epoch(student_backup, strategy)
     keras.utils.set_random_seed(training.derived_seed(config.seed, "student"))
-    student = models.get(config.student_arch, data.info.input_shape, data.info.num_classes)
-    distiller = Distiller(student, teacher, alpha=config.alpha, temperature=config.temperature)
-    distiller.compile(
-        optimizer=config.student_spec().optimizer_for(data.info.num_train, steps_per_epoch)
-    )
+    with strategy.scope():
+        student = models.get(config.student_arch, data.info.input_shape, data.info.num_classes)
+        distiller = Distiller(
+            student, teacher, alpha=config.alpha, temperature=config.temperature
+        )
+        distiller.compile(
+            optimizer=config.student_spec().optimizer_for(data.info.num_train, steps_per_epoch),
+            **config.runtime.compile_settings(),
+        )
     distiller.fit(
-        distill_set,
+        # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
+        # finished epochs' batches and sees the rest as they would have been.
+        distill_set.skip(initial_epoch * steps_per_epoch),
         epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
         validation_data=data_lib.batched(data.test, config.batch_size),
+        callbacks=training.fit_callbacks(student_backup, "the student"),
         verbose=verbose,
-        shuffle=False,  # the distillation set reshuffles every epoch itself
+        shuffle=False,
     )
     timing["distill_s"] = time.perf_counter() - started
 
@@ -208,9 +240,10 @@ def run(config, verbose="auto"):
     split_metrics = evaluation.fidelity_report(teacher, student, splits)
     timing["evaluate_s"] = time.perf_counter() - started
 
-    artifacts = export.export_student(student, output_dir)
+    written_dir = distribute.worker_dir(output_dir, strategy)
+    artifacts = export.export_student(student, written_dir)
     artifacts["teachers"] = [member["path"] for member in members]
-    artifacts["report_md"] = os.path.join(output_dir, "report.md")
+    artifacts["report_md"] = os.path.join(written_dir, "report.md")
     report = {
         "config": {
             **dataclasses.asdict(config),
@@ -219,15 +252,21 @@ def run(config, verbose="auto"):
             "teachers_dir": teachers_dir,
             "policy_settings": policy.describe(data.info.input_shape),
             "synthetic_source": synthetic.description if synthetic else None,
+            "replicas": strategy.num_replicas_in_sync,
         },
         "dataset": dataclasses.asdict(data.info),
         "splits": split_metrics,
         "teacher_members": members,
         "artifacts": artifacts,
         "timing": timing,
+        "resumed_at_epoch": initial_epoch,
     }
     export.write_text(report_markdown(report), artifacts["report_md"])
-    export.write_json(report, os.path.join(output_dir, "report.json"))
+    export.write_json(report, os.path.join(written_dir, "report.json"))
+    # Everything is written: the backups have nothing left to protect.
+    shutil.rmtree(student_backup if not distribute.is_chief(strategy) else backup_dir,
+                  ignore_errors=True)
+    distribute.cleanup_worker_dirs()
     return report
 
 

@@ -8,9 +8,12 @@ import os
 import keras
 import numpy as np
 
+from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
+from keras_kd import distribute
 from keras_kd import export
 from keras_kd import models
+from keras_kd.runtime import Runtime
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -92,28 +95,96 @@ class ClassifierSpec:
         )
 
 
-def train_classifier(spec, data, seed, verbose="auto"):
+@keras.saving.register_keras_serializable(package="keras_kd")
+class Trainer(distribute.MultiWorkerFit, keras.Model):
+    """Trains a network with Keras' own train step, under any strategy.
+
+    A functional model cannot take the `MultiWorkerFit` mixin itself; this
+    wrapper can, and its `network` is the trained model to save or export.
+    """
+
+    def __init__(self, network, **kwargs):
+        kwargs.setdefault("name", f"{network.name}_trainer")
+        super().__init__(**kwargs)
+        self.network = network
+        if network.built:
+            self.built = True
+
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+
+def resume_epoch(backup_dir, strategy):
+    """The epoch a fit backed up to `backup_dir` resumes at, agreed by all workers.
+
+    Workers whose backups disagree (one was lost, say) all start over, and
+    their backups are removed, so no worker restores one.
+    """
+    if backup_dir is None:
+        return 0
+    epochs = callbacks_lib.BackupAndRestore.completed_epochs(backup_dir)
+    if distribute.agreed(epochs, strategy) is None:
+        callbacks_lib.remove_backups(backup_dir)
+        return 0
+    return epochs
+
+
+def fit_callbacks(backup_dir, name):
+    """The callbacks of a resumable fit: stop on a NaN loss, back up each epoch."""
+    if backup_dir is None:
+        return [callbacks_lib.StopOnNonFiniteLoss(f"Training {name} stopped.")]
+    return [
+        callbacks_lib.StopOnNonFiniteLoss(
+            f"Training {name} stopped; its last good backup is in {backup_dir!r}."
+        ),
+        callbacks_lib.BackupAndRestore(backup_dir, delete_on_end=False),
+    ]
+
+
+def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=None):
     """Trains `spec.arch` on `data.train` with cross-entropy; returns the model.
 
-    `seed` fixes the initialization and the order of the batches.
+    `seed` fixes the initialization and every epoch's batches. Under
+    `runtime` (default: one device, float32), the model is built in its
+    strategy's scope. With `backup_dir`, each epoch is backed up there, and a
+    rerun resumes after the last backed-up epoch with the batches the
+    uninterrupted run would have seen.
     """
-    keras.utils.set_random_seed(seed)
-    model = models.get(spec.arch, data.info.input_shape, data.info.num_classes)
-    model.compile(
-        optimizer=spec.optimizer_for(data.info.num_train),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    runtime = runtime or Runtime()
+    strategy = runtime.start()
+    initial_epoch = resume_epoch(backup_dir, strategy)
+    steps = data_lib.steps_per_epoch(
+        data_lib.batched(data.train, spec.batch_size)
     )
-    model.fit(
-        data_lib.batched(data.train, spec.batch_size, shuffle=True, seed=seed),
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = models.get(spec.arch, data.info.input_shape, data.info.num_classes)
+        trainer = Trainer(model)
+        trainer.compile(
+            optimizer=spec.optimizer_for(data.info.num_train, steps),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            **runtime.compile_settings(),
+        )
+    batches = data_lib.batched(
+        data.train, spec.batch_size, shuffle=True, seed=seed,
+        epochs=spec.epochs, initial_epoch=initial_epoch,
+    )
+    trainer.fit(
+        batches,
         epochs=spec.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps,
+        callbacks=fit_callbacks(backup_dir, spec.arch),
         verbose=verbose,
-        shuffle=False,  # batched() already reshuffles every epoch
+        shuffle=False,  # every epoch is already shuffled by (seed, epoch)
     )
     return model
 
 
-def ensemble_members(spec, data, num_members, directory, verbose="auto"):
+def ensemble_members(
+    spec, data, num_members, directory, verbose="auto", runtime=None, backup_dir=None
+):
     """The paths of `num_members` trained members, training only what is missing.
 
     Members live in `<directory>/<arch>-<key>/member_<k>.keras`, where `key`
@@ -121,7 +192,13 @@ def ensemble_members(spec, data, num_members, directory, verbose="auto"):
     reuse stale members. Member `k` is trained with a seed derived from
     `(spec.seed, k)`: a 5-member ensemble extends a 3-member one. A member
     counts as finished once its `.keras` file and its `.json` record (test
-    metrics and settings, written after the model) both exist.
+    metrics and settings, written after the model) both exist; each is
+    written whole or not at all.
+
+    With `backup_dir`, a member in training is backed up to
+    `<backup_dir>/<arch>-<key>/member_<k>` at each epoch, and a rerun resumes
+    it. Under a multi-worker `runtime`, workers reuse a member only if all of
+    them find it, and only the chief writes into `directory`.
 
     Returns:
         A list of dicts with `path`, `test_accuracy` and `reused`.
@@ -129,25 +206,69 @@ def ensemble_members(spec, data, num_members, directory, verbose="auto"):
     spec.validate()
     if not isinstance(num_members, int) or num_members < 1:
         raise ValueError(f"members must be a positive integer; got {num_members!r}.")
+    runtime = runtime or Runtime()
+    strategy = runtime.start()
     settings = {"dataset": data.info.name, **dataclasses.asdict(spec)}
+    if runtime.precision != "float32":
+        settings["precision"] = runtime.precision
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     folder = os.path.join(directory, f"{spec.arch}-{key}")
-    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"member_{k}.keras") for k in range(num_members)]
+    finished = distribute.all_workers_agree(
+        [os.path.isfile(path) and os.path.isfile(_record_path(path)) for path in paths],
+        strategy,
+    )
+    write_folder = distribute.worker_dir(folder, strategy)
     records = []
-    for k in range(num_members):
-        path = os.path.join(folder, f"member_{k}.keras")
-        record_path = os.path.join(folder, f"member_{k}.json")
-        if os.path.isfile(path) and os.path.isfile(record_path):
-            with open(record_path) as f:
+    for k, (path, reuse) in enumerate(zip(paths, finished)):
+        if reuse:
+            with open(_record_path(path)) as f:
                 record = json.load(f)
             records.append({"path": path, "test_accuracy": record["test_accuracy"], "reused": True})
             continue
-        model = train_classifier(spec, data, derived_seed(spec.seed, "member", k), verbose)
-        _, test_accuracy = model.evaluate(
-            data_lib.batched(data.test, spec.batch_size), verbose=0
+        member_backup = None
+        if backup_dir is not None:
+            member_backup = distribute.worker_backup_dir(
+                os.path.join(backup_dir, f"{spec.arch}-{key}", f"member_{k}"), strategy
+            )
+        model = train_classifier(
+            spec, data, derived_seed(spec.seed, "member", k), verbose, runtime, member_backup
         )
+        test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
+        path = os.path.join(write_folder, os.path.basename(path))
         export.save_keras(model, path)
-        record = {"settings": settings, "member": k, "test_accuracy": float(test_accuracy)}
-        export.write_json(record, record_path)
-        records.append({"path": path, "test_accuracy": float(test_accuracy), "reused": False})
+        record = {"settings": settings, "member": k, "test_accuracy": test_accuracy}
+        export.write_json(record, _record_path(path))
+        if member_backup is not None:
+            callbacks_lib.remove_backups(member_backup)
+        records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
+    if backup_dir is not None:
+        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
     return records
+
+
+def _remove_empty_folders(folder, stop):
+    """Removes `folder`'s empty subfolders, then it and its parents up to `stop`, if empty."""
+    if os.path.isdir(folder):
+        for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+            if not os.listdir(root):
+                os.rmdir(root)
+    stop = os.path.abspath(stop)
+    parent = os.path.abspath(folder)
+    while len(parent) >= len(stop):
+        if os.path.isdir(parent):
+            if os.listdir(parent):
+                return
+            os.rmdir(parent)
+        parent = os.path.dirname(parent)
+
+
+def _record_path(member_path):
+    return member_path[: -len(".keras")] + ".json"
+
+
+def _accuracy(model, batches):
+    metric = keras.metrics.SparseCategoricalAccuracy()
+    for x, y in batches:
+        metric.update_state(y, model(x, training=False))
+    return float(metric.result())

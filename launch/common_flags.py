@@ -4,6 +4,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_kd import distribute
+from keras_kd import runtime
 from keras_kd import training
 
 flags.DEFINE_string(
@@ -22,6 +24,35 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "verbose", "auto", ["auto", "0", "1", "2"],
     "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+)
+
+flags.DEFINE_enum(
+    "strategy", "default", list(distribute.STRATEGIES),
+    "Distribution: default (one device), mirrored (all local GPUs, or "
+    "--cpu_replicas CPU devices), multi_worker (one process per worker, the "
+    "cluster from TF_CONFIG or Slurm), tpu.",
+)
+flags.DEFINE_integer(
+    "cpu_replicas", None, "With --strategy=mirrored: mirror over this many CPU devices.",
+    lower_bound=1,
+)
+flags.DEFINE_enum(
+    "precision", "float32", list(runtime.PRECISIONS),
+    "Keras dtype policy; losses and softmax stay float32, float16 scales the loss.",
+)
+flags.DEFINE_bool(
+    "jit_compile", None, "Compile training steps with XLA (default: Keras decides; "
+    "on for GPUs, off on CPUs).",
+)
+flags.DEFINE_bool(
+    "deterministic", False,
+    "Deterministic TensorFlow ops, so a resumed run ends bit for bit as an "
+    "uninterrupted one.",
+)
+flags.DEFINE_string(
+    "backup_dir", None,
+    "Where training is backed up each epoch; rerunning the same command resumes "
+    "from it (default <output_dir>/backup).",
 )
 
 FLAGS = flags.FLAGS
@@ -69,6 +100,28 @@ def training_settings():
         "weight_decay": FLAGS.weight_decay,
         "seed": FLAGS.seed,
     }
+
+
+def runtime_settings():
+    """The --strategy, --precision, ... flags as a `keras_kd.runtime.Runtime`."""
+    return runtime.Runtime(
+        strategy=FLAGS.strategy,
+        cpu_replicas=FLAGS.cpu_replicas,
+        precision=FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
+        deterministic=FLAGS.deterministic,
+        backup_dir=FLAGS.backup_dir,
+    )
+
+
+def run_or_exit(job, *args, **kwargs):
+    """Calls `job`; a NaN loss ends the app with its message and exit code 1."""
+    from keras_kd import callbacks
+
+    try:
+        return job(*args, **kwargs)
+    except callbacks.NonFiniteLossError as error:
+        raise SystemExit(f"error: {error}")
 
 
 def validated(config):

@@ -105,10 +105,13 @@ def main(argv):
         output_dir=FLAGS.output_dir,
         teachers_dir=FLAGS.teachers_dir,
         saved_models_dir=FLAGS.saved_models_dir,
+        runtime=common_flags.runtime_settings(),
         **common_flags.training_settings(),
     ))
     try:
-        report = pipeline.run(config, verbose=common_flags.verbosity())
+        report = common_flags.run_or_exit(
+            pipeline.run, config, verbose=common_flags.verbosity()
+        )
     except pipeline.ConfigError as error:
         raise app.UsageError(str(error))
     print()

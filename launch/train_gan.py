@@ -73,8 +73,9 @@ def main(argv):
         output_dir=FLAGS.output_dir,
         teachers_dir=FLAGS.teachers_dir,
         saved_models_dir=FLAGS.saved_models_dir,
+        runtime=common_flags.runtime_settings(),
     ))
-    report = job.run(config, verbose=common_flags.verbosity())
+    report = common_flags.run_or_exit(job.run, config, verbose=common_flags.verbosity())
     print(json.dumps({key: report[key] for key in (
         "teacher_frechet_distance", "noise_frechet_distance", "class_histogram")}))
     artifacts = report["artifacts"]

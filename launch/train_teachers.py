@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 
 from keras_kd import data as data_lib
+from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import training
 from keras_kd.ensemble import Ensemble
@@ -34,13 +35,19 @@ def main(argv):
     spec = common_flags.validated(training.ClassifierSpec(
         arch=FLAGS.arch, epochs=FLAGS.epochs, **common_flags.training_settings()
     ))
+    runtime = common_flags.validated(common_flags.runtime_settings())
+    strategy = runtime.start()
     data = data_lib.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
     output_dir = FLAGS.output_dir or os.path.join(
         FLAGS.saved_models_dir, data.info.slug, "teachers"
     )
-    members = training.ensemble_members(
-        spec, data, FLAGS.members, output_dir, verbose=common_flags.verbosity()
+    members = common_flags.run_or_exit(
+        training.ensemble_members, spec, data, FLAGS.members, output_dir,
+        common_flags.verbosity(), runtime, runtime.resolved_backup_dir(output_dir),
     )
+    if not distribute.is_chief(strategy):
+        distribute.cleanup_worker_dirs()
+        return
     for member in members:
         status = "reused" if member["reused"] else "trained"
         print(f"{member['path']}: test accuracy {member['test_accuracy']:.4f} ({status})")

@@ -4,6 +4,7 @@ from keras_kd.data.datasets import DatasetInfo
 from keras_kd.data.datasets import Splits
 from keras_kd.data.datasets import batched
 from keras_kd.data.datasets import load
+from keras_kd.data import epochs
 from keras_kd.data.distillation_set import check_cache_request
 from keras_kd.data.distillation_set import distillation_set
 from keras_kd.data.policy import STAGES
@@ -11,6 +12,7 @@ from keras_kd.data.policy import Policy
 from keras_kd.data.policy import default_flip
 from keras_kd.data.teacher_cache import MODES as CACHE_MODES
 from keras_kd.data.synthetic import SyntheticSource
+from keras_kd.data.epochs import steps_per_epoch
 
 __all__ = [
     "CACHE_MODES",
@@ -23,5 +25,7 @@ __all__ = [
     "check_cache_request",
     "default_flip",
     "distillation_set",
+    "epochs",
     "load",
+    "steps_per_epoch",
 ]

@@ -12,6 +12,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from keras_kd.data import epochs as epochs_lib
+
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -76,25 +78,47 @@ def load(name, data_dir=None, test_fraction=0.25):
     )
 
 
-def batched(split, batch_size, shuffle=False, seed=None, drop_remainder=False):
+def batched(
+    split, batch_size, shuffle=False, seed=None, drop_remainder=False, epochs=None,
+    initial_epoch=0,
+):
     """Batches an unbatched split, shuffling each epoch reproducibly if asked.
 
     Args:
-        split: an unbatched `tf.data.Dataset`.
+        split: an unbatched `tf.data.Dataset` (of known length, to shuffle).
         batch_size: examples per batch (the global batch under a strategy).
         shuffle: whether to reshuffle the whole split each epoch.
         seed: the shuffle seed; the same seed gives the same batches.
         drop_remainder: whether to drop a last partial batch.
+        epochs: `None`: one epoch per pass, each pass reshuffled. An int:
+            epochs `initial_epoch .. epochs - 1` back to back in one pass,
+            each shuffled by `(seed, epoch)` alone, so a resumed run sees the
+            same batches (fit with `steps_per_epoch`; see `keras_kd.data.epochs`).
+        initial_epoch: the first epoch, with `epochs`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    if shuffle:
-        size = int(split.cardinality())
-        buffer = size if size > 0 else 10_000
-        split = split.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return split.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-        tf.data.AUTOTUNE
-    )
+    if not shuffle and epochs is None:
+        return split.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+            tf.data.AUTOTUNE
+        )
+    size = int(split.cardinality())
+    if shuffle and size < 0:
+        raise ValueError(
+            "Shuffling needs the split's length; pass a dataset of known "
+            "cardinality (apply tf.data.experimental.assert_cardinality)."
+        )
+
+    def make_epoch(seed_of_epoch):
+        examples = epochs_lib.shuffled(split, size, seed_of_epoch) if shuffle else split
+        return examples.batch(batch_size, drop_remainder=drop_remainder)
+
+    batches = epochs_lib.stream(make_epoch, seed or 0, initial_epoch, epochs)
+    if size >= 0:
+        steps = size // batch_size if drop_remainder else -(-size // batch_size)
+        total = steps if epochs is None else steps * (epochs - initial_epoch)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(total))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _load_digits(test_fraction):

@@ -1,22 +1,18 @@
 """`distillation_set`: the batches a `Distiller` is fit on, built by a policy.
 
-One pass over the returned dataset is one epoch. Each pass reshuffles the
-split and redraws every augmentation; all of it derives from one `seed`, so
-two runs with the same seed see bitwise-identical batches, epoch by epoch.
-(As with any seeded `tf.data` op, TensorFlow's global seed enters the
-shuffles too: fix it with `keras.utils.set_random_seed` before building the
-set, or leave it unset in both runs.)
+Every random draw of an epoch (the split's shuffle, every augmentation, the
+choice among cached views) is a stateless function of that epoch's seed,
+derived from one `seed` (see `keras_kd.data.epochs`). Whole batches are
+augmented in a parallel, deterministic map.
 
-Each pass is a new epoch, and `keras.Model.fit` may open more iterators than
-it runs epochs (it opens the next one at each epoch's end, and under a
-distribution strategy one more to build the model). The epochs a fit sees
-are therefore fixed by the seed and the setup, but a fit on one device and
-one under `MirroredStrategy` draw different (equally random) epochs.
-
-Randomness comes from two reshuffling `tf.data` sources: the split's
-shuffle, and a stream of per-batch seeds (`Dataset.random`), both redrawn on
-each pass. Every augmentation draw is a stateless function of its batch's
-seed, so augmenting whole batches in a parallel map stays deterministic.
+With `epochs=None`, one pass over the returned dataset is one epoch, and each
+pass draws a fresh one: what `fit(dataset, epochs=N)` wants. (That per-pass
+draw is a seeded `tf.data` op, so TensorFlow's global seed enters it: fix it
+with `keras.utils.set_random_seed`, or leave it unset in both runs.) With
+`epochs=N`, the dataset holds epochs `initial_epoch .. N - 1` back to back,
+epoch `e` fixed by `(seed, e)` alone: fit it with `steps_per_epoch`, and a run
+resumed at epoch `k`, or one under a distribution strategy, sees exactly the
+batches of an uninterrupted run on one device.
 
 Whatever the policy, the teacher's logits are for exactly the input the
 student sees: either the `Distiller` calls the teacher on the batch's `x`, or
@@ -29,13 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_kd.data import augment
+from keras_kd.data import epochs as epochs_lib
 from keras_kd.data import fingerprint
 from keras_kd.data import teacher_cache
 from keras_kd.data.policy import Policy
 from keras_kd.data.synthetic import SyntheticSource
-
-_SHUFFLE_BUFFER = 50_000
-
 
 def distillation_set(
     split,
@@ -50,6 +44,8 @@ def distillation_set(
     synthetic=None,
     temperature=None,
     drop_remainder=False,
+    epochs=None,
+    initial_epoch=0,
 ):
     """Builds the distillation set of a training split under a policy.
 
@@ -80,9 +76,14 @@ def distillation_set(
         temperature: the distiller's temperature, required when the policy
             gives synthetic examples their own `synthetic_temperature`.
         drop_remainder: whether to drop each epoch's last partial batch.
+        epochs: `None` for one freshly drawn epoch per pass; an int for
+            epochs `initial_epoch .. epochs - 1` in one pass, each fixed by
+            `(seed, epoch)`; fit it with `steps_per_epoch` from
+            `keras_kd.data.steps_per_epoch(dataset, epochs, initial_epoch)`.
+        initial_epoch: the first epoch, with `epochs`.
 
     Returns:
-        A `tf.data.Dataset` of batch dicts, one epoch per pass.
+        A `tf.data.Dataset` of batch dicts.
 
     Example:
 
@@ -100,8 +101,11 @@ def distillation_set(
         builder.policy, teacher, cache, cached_views, cache_dir,
         cached_bytes=cached_views * builder.example_bytes(),
     )
+    def stream(make_epoch, steps=None):
+        return builder.finish(make_epoch, seed, epochs, initial_epoch, steps)
+
     if mode is None:
-        return builder.finish(builder.augmented_batches(seed))
+        return stream(builder.augmented_epoch)
     # Only a disk cache needs a key; digesting the data reads the whole split.
     key_parts = None
     if mode == "disk":
@@ -114,7 +118,7 @@ def distillation_set(
         if key_parts is not None:
             key_parts["kind"] = "static_logits"
         logits = teacher_cache.static_logits(teacher, split, mode, cache_dir, key_parts)
-        return builder.finish(builder.cached_logits_batches(logits, seed))
+        return stream(lambda epoch_seed: builder.cached_logits_epoch(logits, epoch_seed))
     if key_parts is not None:
         key_parts.update(
             kind="cached_views",
@@ -125,16 +129,23 @@ def distillation_set(
             synthetic=None if builder.synthetic is None else builder.synthetic.fingerprint,
             temperature=temperature,
             drop_remainder=drop_remainder,
+            sampler="stateless-epochs",
         )
     views = teacher_cache.cached_views(
         teacher,
-        lambda k: builder.augmented_batches(_sub_seed(seed, "view", k)),
+        lambda k: builder.augmented_epoch(
+            epochs_lib.epoch_seed(_sub_seed(seed, "view", k), 0)
+        ),
         cached_views,
         mode,
         cache_dir,
         key_parts,
     )
-    return builder.finish(*builder.cached_views_batches(views, seed))
+    view_size = int(views[0].cardinality())
+    return stream(
+        lambda epoch_seed: builder.cached_views_epoch(views, view_size, epoch_seed),
+        builder.steps_of(view_size, builder.batch_size),
+    )
 
 
 def check_cache_request(policy, cache, cached_views):
@@ -186,6 +197,10 @@ def _cache_mode(policy, teacher, cache, cached_views, cache_dir, cached_bytes):
     if policy.stochastic:
         return teacher_cache.resolve_mode("auto", cached_bytes)
     return "disk"
+
+
+# Indices of the draws of an epoch, folded into its seed.
+_SHUFFLE, _AUGMENT, _CHOOSE_VIEW, _VIEW_SHUFFLE = range(4)
 
 
 def _sub_seed(seed, purpose, index=0):
@@ -262,9 +277,12 @@ class _Builder:
     def _steps(self):
         if self.real_batch_size == 0:
             return math.ceil(self.num_examples / self.batch_size)
+        return self.steps_of(self.num_examples, self.real_batch_size)
+
+    def steps_of(self, num_examples, batch_size):
         if self.drop_remainder:
-            return self.num_examples // self.real_batch_size
-        return math.ceil(self.num_examples / self.real_batch_size)
+            return num_examples // batch_size
+        return math.ceil(num_examples / batch_size)
 
     def example_bytes(self):
         """Bytes of one cached example (input, labels, logits, extras)."""
@@ -272,39 +290,38 @@ class _Builder:
         inputs = 4 * int(np.prod(self.input_shape))
         return inputs + label_bytes + 4 * self.num_classes + 8
 
-    def finish(self, batches, steps=None):
-        """Declares the epoch's length and prefetches."""
+    def finish(self, make_epoch, seed, epochs, initial_epoch, steps=None):
+        """Lays out the epochs, each of known length, and prefetches."""
         steps = self.steps if steps is None else steps
-        batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
-        return batches.prefetch(tf.data.AUTOTUNE)
 
-    def _shuffled(self, examples, seed, size):
-        return examples.shuffle(
-            min(size, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True
+        def epoch_of_known_length(epoch_seed):
+            return make_epoch(epoch_seed).apply(tf.data.experimental.assert_cardinality(steps))
+
+        batches = epochs_lib.stream(epoch_of_known_length, seed, initial_epoch, epochs)
+        total = steps if epochs is None else steps * (epochs - initial_epoch)
+        return batches.apply(tf.data.experimental.assert_cardinality(total)).prefetch(
+            tf.data.AUTOTUNE
         )
 
-    def _with_batch_seeds(self, batches, seed):
-        """Zips batches with per-batch seeds `[draw, step]`, redrawn each pass."""
-        draws = tf.data.Dataset.random(
-            seed=_sub_seed(seed, "augment"), rerandomize_each_iteration=True
+    def _batch_seeds(self, epoch_seed):
+        """The `[2]` seed of each batch of an epoch, by its index."""
+        augment_seed = epochs_lib.sub_seed(epoch_seed, _AUGMENT)
+        return tf.data.Dataset.counter().map(
+            lambda step: epochs_lib.sub_seed(augment_seed, step)
         )
-        seeds = tf.data.Dataset.zip(draws, tf.data.Dataset.counter()).map(
-            lambda draw, step: tf.stack([draw, step])
-        )
-        return tf.data.Dataset.zip(batches, seeds)
 
-    def augmented_batches(self, seed):
-        """Epochs of freshly augmented batches (the teacher is not called)."""
+    def augmented_epoch(self, epoch_seed):
+        """One epoch of freshly augmented batches (the teacher is not called)."""
         if self.real_batch_size == 0:
-            steps = self._with_batch_seeds(tf.data.Dataset.range(self.steps), seed)
-            return steps.map(
-                lambda _, batch_seed: self._synthetic_only(batch_seed),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
+            seeds = self._batch_seeds(epoch_seed).take(self.steps)
+            return seeds.map(
+                self._synthetic_only, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-        shuffled = self._shuffled(self.split, _sub_seed(seed, "shuffle"), self.num_examples)
+        shuffled = epochs_lib.shuffled(
+            self.split, self.num_examples, epochs_lib.sub_seed(epoch_seed, _SHUFFLE)
+        )
         batches = shuffled.batch(self.real_batch_size, drop_remainder=self.drop_remainder)
-        return self._with_batch_seeds(batches, seed).map(
+        return tf.data.Dataset.zip(batches, self._batch_seeds(epoch_seed)).map(
             lambda pair, batch_seed: self._augment(*pair, batch_seed),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
@@ -349,10 +366,12 @@ class _Builder:
     def _synthetic_only(self, seed):
         return self._synthetic_batch(self.batch_size, seed)
 
-    def cached_logits_batches(self, logits, seed):
-        """Epochs of the split with each example's cached teacher logits."""
+    def cached_logits_epoch(self, logits, epoch_seed):
+        """One epoch of the split with each example's cached teacher logits."""
         examples = tf.data.Dataset.zip(self.split, tf.data.Dataset.from_tensor_slices(logits))
-        shuffled = self._shuffled(examples, _sub_seed(seed, "shuffle"), self.num_examples)
+        shuffled = epochs_lib.shuffled(
+            examples, self.num_examples, epochs_lib.sub_seed(epoch_seed, _SHUFFLE)
+        )
         batches = shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder)
         return batches.map(
             lambda pair, teacher_logits: {
@@ -364,29 +383,30 @@ class _Builder:
             deterministic=True,
         )
 
-    def cached_views_batches(self, views, seed):
-        """Epochs drawn, example by example, from the cached augmented copies.
+    def cached_views_epoch(self, views, view_size, epoch_seed):
+        """One epoch drawn, example by example, from the cached augmented copies.
 
-        Each epoch takes as many examples as one view holds, each from a view
+        An epoch takes as many examples as one view holds, each from a view
         chosen at random, so epochs keep their length and the teacher is
-        never called. Returns `(batches, steps)`.
+        never called.
         """
-        view_size = int(views[0].cardinality())
-        steps = view_size // self.batch_size
-        if not self.drop_remainder:
-            steps = math.ceil(view_size / self.batch_size)
         shuffled = [
-            self._shuffled(view, _sub_seed(seed, "shuffle", k), view_size)
+            epochs_lib.shuffled(
+                view, view_size, epochs_lib.sub_seed(epoch_seed, _VIEW_SHUFFLE + k)
+            )
             for k, view in enumerate(views)
         ]
-        choices = tf.data.Dataset.random(
-            seed=_sub_seed(seed, "choose_view"), rerandomize_each_iteration=True
-        ).map(lambda draw: draw % len(views))
+        choice_seed = epochs_lib.sub_seed(epoch_seed, _CHOOSE_VIEW)
+        choices = tf.data.Dataset.range(view_size).map(
+            lambda index: tf.random.stateless_uniform(
+                [], epochs_lib.sub_seed(choice_seed, index), 0, len(views), tf.int64
+            )
+        )
         # Every view holds a whole epoch, so none runs out before `take`.
         examples = tf.data.Dataset.choose_from_datasets(
             shuffled, choices, stop_on_empty_dataset=False
         ).take(view_size)
-        return examples.batch(self.batch_size, drop_remainder=self.drop_remainder), steps
+        return examples.batch(self.batch_size, drop_remainder=self.drop_remainder)
 
 
 def _check_positive_int(name, value):

@@ -9,12 +9,14 @@ and the histogram of its predicted classes on the samples.
 
 import dataclasses
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 
 from keras_kd import data as data_lib
+from keras_kd import distribute
 from keras_kd import export
 from keras_kd import pipeline
 from keras_kd import training
@@ -23,6 +25,7 @@ from keras_kd.gan import quality
 from keras_kd.gan.model import GAN
 from keras_kd.gan.networks import make_discriminator
 from keras_kd.gan.networks import make_generator
+from keras_kd.runtime import Runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,8 @@ class GANConfig:
     the teacher ensemble that rates the samples; `output_dir` defaults to
     `<saved_models_dir>/<dataset>/gan` and `teachers_dir` to
     `<saved_models_dir>/<dataset>/teachers`, where `launch.distill` looks.
+    `runtime` sets the strategy, precision, XLA and determinism, and the
+    backup folder (default `<output_dir>/backup`) a rerun resumes from.
 
     The defaults are tuned for 8x8 digits on a CPU: with Adam at lr 2e-4
     (the GAN's own default) 100 epochs left samples at a teacher Fréchet
@@ -57,6 +62,7 @@ class GANConfig:
     output_dir: str | None = None
     teachers_dir: str | None = None
     saved_models_dir: str = "saved_models"
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
 
     def validate(self):
         """Raises a ValueError naming the first bad setting, before any work."""
@@ -73,6 +79,7 @@ class GANConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)!r}.")
         self.teacher.validate()
+        self.runtime.validate()
 
     def resolved_dirs(self, dataset_slug):
         """The (output_dir, teachers_dir) of this run, defaults filled in."""
@@ -93,34 +100,55 @@ def run(config, verbose="auto"):
     `noise_frechet_distance`, `class_histogram`, ...).
     """
     config.validate()
+    strategy = config.runtime.start()
     data = data_lib.load(config.dataset, data_dir=config.data_dir)
     output_dir, teachers_dir = config.resolved_dirs(data.info.slug)
+    backup_dir = config.runtime.resolved_backup_dir(output_dir)
+    written_dir = distribute.worker_dir(output_dir, strategy)
     shape = tuple(data.info.input_shape)
     timing = {}
 
     started = time.perf_counter()
+    gan_backup = distribute.worker_backup_dir(os.path.join(backup_dir, "gan"), strategy)
+    initial_epoch = training.resume_epoch(gan_backup, strategy)
     keras.utils.set_random_seed(training.derived_seed(config.seed, "gan"))
-    gan = GAN(
-        make_generator(shape, config.latent_dim),
-        make_discriminator(shape),
-        discriminator_steps=config.discriminator_steps,
-        seed=training.derived_seed(config.seed, "gan_latents"),
-    )
-    gan.compile(*(
-        keras.optimizers.Adam(config.lr, beta_1=config.beta_1, beta_2=config.beta_2)
-        for _ in range(2)
-    ))
+    with strategy.scope():
+        gan = GAN(
+            make_generator(shape, config.latent_dim),
+            make_discriminator(shape),
+            discriminator_steps=config.discriminator_steps,
+            seed=training.derived_seed(config.seed, "gan_latents"),
+        )
+        gan.compile(
+            *(
+                keras.optimizers.Adam(config.lr, beta_1=config.beta_1, beta_2=config.beta_2)
+                for _ in range(2)
+            ),
+            **config.runtime.compile_settings(),
+        )
     batches = data_lib.batched(
-        data.train, config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
+        data.train, config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,
+        epochs=config.epochs, initial_epoch=initial_epoch,
     )
-    history = gan.fit(batches, epochs=config.epochs, verbose=verbose, shuffle=False).history
-    generator_path = export.save_keras(gan.generator, os.path.join(output_dir, "generator.keras"))
-    export.save_keras(gan.discriminator, os.path.join(output_dir, "discriminator.keras"))
+    history = gan.fit(
+        batches,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=data_lib.steps_per_epoch(batches, config.epochs, initial_epoch),
+        callbacks=training.fit_callbacks(gan_backup, "the GAN"),
+        verbose=verbose,
+        shuffle=False,
+    ).history
+    generator_path = export.save_keras(
+        gan.generator, os.path.join(written_dir, "generator.keras")
+    )
+    export.save_keras(gan.discriminator, os.path.join(written_dir, "discriminator.keras"))
     timing["gan_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
     members = training.ensemble_members(
-        config.teacher, data, config.members, teachers_dir, verbose
+        config.teacher, data, config.members, teachers_dir, verbose,
+        config.runtime, os.path.join(backup_dir, "teachers"),
     )
     teacher = Ensemble([member["path"] for member in members])
     timing["teachers_s"] = time.perf_counter() - started
@@ -142,23 +170,27 @@ def run(config, verbose="auto"):
         "classes_covered": int(np.count_nonzero(histogram)),
         "real_class_histogram": quality.class_histogram(teacher, real, data.info.num_classes),
         "num_samples": config.num_samples,
-        "final_losses": {name: float(values[-1]) for name, values in history.items()},
+        "final_losses": {name: float(values[-1]) for name, values in history.items() if values},
         "feature_space": (
             f"penultimate layer of the {len(members)}-member {config.teacher.arch} teacher "
             "(a Fréchet distance in its feature space, not Inception FID)"
         ),
     }
-    samples_png = _save_grid(samples, teacher, os.path.join(output_dir, "samples.png"))
+    samples_png = _save_grid(samples, teacher, os.path.join(written_dir, "samples.png"))
     timing["rate_s"] = time.perf_counter() - started
     report = {
         **metrics,
         "config": {**dataclasses.asdict(config), "output_dir": output_dir,
                    "teachers_dir": teachers_dir},
+        "resumed_at_epoch": initial_epoch,
         "artifacts": {"generator": generator_path, "samples_png": samples_png,
                       "teachers": [member["path"] for member in members]},
         "timing": timing,
     }
-    export.write_json(report, os.path.join(output_dir, "metrics.json"))
+    export.write_json(report, os.path.join(written_dir, "metrics.json"))
+    shutil.rmtree(gan_backup if not distribute.is_chief(strategy) else backup_dir,
+                  ignore_errors=True)
+    distribute.cleanup_worker_dirs()
     return report
 
 

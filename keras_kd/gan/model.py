@@ -4,10 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
+from keras_kd import distribute
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
-class GAN(keras.Model):
+class GAN(distribute.MultiWorkerFit, keras.Model):
     """Trains a generator against a discriminator with the hinge loss.
 
     Each step takes `discriminator_steps` discriminator updates on the real
@@ -67,18 +68,24 @@ class GAN(keras.Model):
         }
 
     def compile(self, generator_optimizer=None, discriminator_optimizer=None, **kwargs):
-        """Sets the two optimizers (default: Adam, lr 2e-4, betas 0.5 and 0.999)."""
-        self.generator_optimizer = generator_optimizer or _adam()
-        self.discriminator_optimizer = discriminator_optimizer or _adam()
+        """Sets the two optimizers (default: Adam, lr 2e-4, betas 0.5 and 0.999).
+
+        Under the `mixed_float16` dtype policy each is wrapped in a
+        `keras.optimizers.LossScaleOptimizer`, as `Model.compile` does for one.
+        """
+        self.generator_optimizer = _scaled(generator_optimizer or _adam(), self.dtype_policy)
+        self.discriminator_optimizer = _scaled(
+            discriminator_optimizer or _adam(), self.dtype_policy
+        )
         # Built here, in the caller's strategy scope, not lazily inside a replica.
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
         # Keras' own `optimizer` slot: the generator's, so fit builds no other.
-        super().compile(optimizer=self.generator_optimizer, **kwargs)
+        super().compile(optimizer=self.generator_optimizer, auto_scale_loss=False, **kwargs)
 
     def get_compile_config(self):
         return {
-            name: keras.saving.serialize_keras_object(getattr(self, name))
+            name: keras.saving.serialize_keras_object(_unscaled(getattr(self, name)))
             for name in ("generator_optimizer", "discriminator_optimizer")
         }
 
@@ -107,16 +114,16 @@ class GAN(keras.Model):
         for draw in range(self.discriminator_steps):
             latents = self._latents(batch_size, draw)
             with tf.GradientTape() as tape:
-                real_scores = tf.reshape(self.discriminator(real, training=True), [-1])
+                real_scores = _scores(self.discriminator(real, training=True))
                 fake = self.generator(latents, training=True)
-                fake_scores = tf.reshape(self.discriminator(fake, training=True), [-1])
+                fake_scores = _scores(self.discriminator(fake, training=True))
                 per_example = tf.nn.relu(1.0 - real_scores) + tf.nn.relu(1.0 + fake_scores)
                 loss = _average(per_example)
             self._apply(self.discriminator_optimizer, self.discriminator, tape, loss)
         latents = self._latents(batch_size, self.discriminator_steps)
         with tf.GradientTape() as tape:
             fake = self.generator(latents, training=True)
-            generator_per_example = -tf.reshape(self.discriminator(fake, training=True), [-1])
+            generator_per_example = -_scores(self.discriminator(fake, training=True))
             loss = _average(generator_per_example)
         self._apply(self.generator_optimizer, self.generator, tape, loss)
         self.trackers["discriminator_loss"].update_state(per_example)
@@ -135,7 +142,8 @@ class GAN(keras.Model):
     @staticmethod
     def _apply(optimizer, model, tape, loss):
         weights = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        gradients = tape.gradient(optimizer.scale_loss(loss), weights)
+        optimizer.apply_gradients(zip(gradients, weights))
 
     def get_config(self):
         config = super().get_config()
@@ -153,6 +161,23 @@ class GAN(keras.Model):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _scores(outputs):
+    """Discriminator outputs as float32 per-example scores (losses in float32)."""
+    return tf.cast(tf.reshape(outputs, [-1]), tf.float32)
+
+
+def _scaled(optimizer, dtype_policy):
+    if dtype_policy.name == "mixed_float16" and not isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer
+    ):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _unscaled(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def _adam():

@@ -1,0 +1,90 @@
+"""Epochs as pure functions of a seed and an epoch number.
+
+A training pipeline is built as `make_epoch(epoch_seed)`: every random draw of
+an epoch (its shuffle, its augmentations) is a stateless function of that
+epoch's seed. `stream` lays epochs out in one of two ways:
+
+- `stop=None`: one epoch per pass over the dataset, each pass a fresh random
+  epoch (what `fit(dataset, epochs=N)` wants);
+- `start`, `stop`: epochs `start .. stop - 1` back to back in a single pass,
+  epoch `e` seeded by `(seed, e)` alone. A run resumed at epoch `k` builds the
+  stream from `k` and sees exactly the batches the uninterrupted run saw, and
+  a fit under any distribution strategy sees the same batches as on one
+  device. Fit it with `steps_per_epoch`.
+"""
+
+import tensorflow as tf
+
+SHUFFLE_BLOCK = 50_000
+
+
+def epoch_seed(seed, epoch):
+    """The `[2]` int64 seed of epoch `epoch` (a Python int or a tensor)."""
+    base = tf.constant([seed % (2**63), 0], tf.int64)
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64))
+
+
+def sub_seed(seed, index):
+    """A `[2]` seed derived from a `[2]` seed and an integer index."""
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
+
+
+def stream(make_epoch, seed, start=0, stop=None):
+    """The epochs of `make_epoch`, one per pass (`stop=None`) or `start..stop-1`.
+
+    Args:
+        make_epoch: a function from an epoch's `[2]` seed tensor to the
+            `tf.data.Dataset` of that epoch.
+        seed: the run's integer seed.
+        start: the first epoch, with `stop`.
+        stop: one past the last epoch, or `None` for one random epoch per pass.
+    """
+    if stop is None:
+        if start:
+            raise ValueError(f"start={start} needs stop, the epoch to end before.")
+        # Seeded by `seed` (and TensorFlow's global seed, as any seeded tf.data
+        # op), and redrawn on every pass.
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    else:
+        for name, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
+        if start > stop:
+            raise ValueError(f"start={start} is past stop={stop}.")
+        epochs = tf.data.Dataset.range(start, stop)
+    return epochs.flat_map(lambda epoch: make_epoch(epoch_seed(seed, epoch)))
+
+
+def steps_per_epoch(dataset, epochs=None, initial_epoch=0):
+    """The batches per epoch of a dataset of known length from `stream`.
+
+    Args:
+        dataset: one epoch per pass (`epochs=None`), or the epochs
+            `initial_epoch .. epochs - 1`.
+        epochs: as passed to the function that built `dataset`.
+        initial_epoch: likewise.
+    """
+    total = int(dataset.cardinality())
+    if total < 0:
+        raise ValueError("The dataset's length is unknown; it must be known to count steps.")
+    count = 1 if epochs is None else epochs - initial_epoch
+    if count <= 0:
+        raise ValueError(f"No epochs from initial_epoch={initial_epoch} to epochs={epochs}.")
+    return total // count
+
+
+def shuffled(examples, size, seed):
+    """`examples` (of known `size`) in an order drawn statelessly from `seed`.
+
+    Sets of up to `SHUFFLE_BLOCK` examples are shuffled whole. Larger ones are
+    shuffled within consecutive blocks of that many examples, as a shuffle
+    buffer of that size would roughly do; each block is held in memory.
+    """
+    block = max(1, min(size, SHUFFLE_BLOCK))
+
+    def permute(index, block_examples):
+        count = tf.shape(tf.nest.flatten(block_examples)[0])[0]
+        order = tf.argsort(tf.random.stateless_uniform([count], sub_seed(seed, index)))
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), block_examples)
+
+    return examples.batch(block).enumerate().map(permute).unbatch()

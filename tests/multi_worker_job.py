@@ -1,0 +1,60 @@
+"""One worker of the multi-worker tests: distills on digits, saves its weights.
+
+    python tests/multi_worker_job.py OUT.npz [multi_worker|default]
+
+Under `multi_worker`, `TF_CONFIG` names the cluster and this process's task.
+Only the chief writes `OUT.npz`; every worker writes `OUT.npz.<task>` with its
+own weights, so the test can compare them.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(out, strategy_name):
+    import keras
+
+    import keras_kd
+
+    strategy = keras_kd.distribute.get_strategy(strategy_name)
+    data = keras_kd.data.load("digits")
+    train = data.train.take(256)
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
+        student = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+        distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.0)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    epochs = 2
+    batches = keras_kd.data.distillation_set(
+        train, 10, "crop_flip", batch_size=32, seed=3, epochs=epochs
+    )
+    history = distiller.fit(
+        batches,
+        epochs=epochs,
+        steps_per_epoch=keras_kd.data.steps_per_epoch(batches, epochs),
+        verbose=0,
+    ).history
+    weights = {f"w{i}": w for i, w in enumerate(student.get_weights())}
+    logs = {f"log_{name}": np.array(values) for name, values in history.items()}
+    task = "single"
+    if keras_kd.distribute.is_multi_worker(strategy):
+        resolver = strategy.cluster_resolver
+        task = f"{resolver.task_type}{resolver.task_id}"
+    np.savez(
+        f"{out}.{task}",
+        replicas=strategy.num_replicas_in_sync,
+        chief=keras_kd.distribute.is_chief(strategy),
+        **weights,
+        **logs,
+    )
+    if keras_kd.distribute.is_chief(strategy):
+        np.savez(out, **weights)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "default")
