@@ -83,19 +83,22 @@ def _make_strategy(name, cpu_replicas, cluster):
 
 def _logical_cpus(count):
     """The names of `count` logical CPU devices, made if not there yet."""
-    if len(tf.config.list_logical_devices("CPU")) < count:
-        cpu = tf.config.list_physical_devices("CPU")[0]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if tf.config.get_logical_device_configuration(cpu) is None:
         try:
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * count
             )
         except RuntimeError:
-            raise ValueError(
-                f"cpu_replicas={count}: TensorFlow has already set up "
-                f"{len(tf.config.list_logical_devices('CPU'))} logical CPU devices; "
-                "choose the strategy before any other TensorFlow work."
-            ) from None
-    return [device.name for device in tf.config.list_logical_devices("CPU")[:count]]
+            pass  # TensorFlow already started; the check below explains.
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < count:
+        raise ValueError(
+            f"cpu_replicas={count}: TensorFlow has already set up {len(devices)} "
+            "logical CPU device(s); choose the strategy before any other "
+            "TensorFlow work."
+        )
+    return [device.name for device in devices[:count]]
 
 
 def _cluster_resolver(cluster):

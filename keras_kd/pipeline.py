@@ -214,7 +214,7 @@ def run(config, verbose="auto"):
         )
         distiller.compile(
             optimizer=config.student_spec().optimizer_for(data.info.num_train, steps_per_epoch),
-            **config.runtime.compile_settings(),
+            **config.runtime.compile_settings(strategy),
         )
     distiller.fit(
         # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
@@ -253,6 +253,7 @@ def run(config, verbose="auto"):
             "policy_settings": policy.describe(data.info.input_shape),
             "synthetic_source": synthetic.description if synthetic else None,
             "replicas": strategy.num_replicas_in_sync,
+            "jit_compiled": bool(distiller.jit_compile),
         },
         "dataset": dataclasses.asdict(data.info),
         "splits": split_metrics,

@@ -1,6 +1,7 @@
 """`Runtime`: how a job runs — strategy, precision, XLA, determinism, backups."""
 
 import dataclasses
+import logging
 import os
 
 import keras
@@ -68,9 +69,23 @@ class Runtime:
             tf.config.experimental.enable_op_determinism()
         return strategy
 
-    def compile_settings(self):
-        """Keyword arguments of `Model.compile` for these settings."""
-        return {"jit_compile": "auto" if self.jit_compile is None else self.jit_compile}
+    def compile_settings(self, strategy=None):
+        """Keyword arguments of `Model.compile` for these settings.
+
+        Under a strategy with several replicas, XLA is off: Keras 3 compiles
+        the whole distributed step, and XLA cannot compile a function whose
+        variables live on several devices, nor its cross-replica reductions.
+        """
+        jit_compile = "auto" if self.jit_compile is None else self.jit_compile
+        if strategy is not None and strategy.num_replicas_in_sync > 1 and jit_compile:
+            if self.jit_compile:
+                logging.warning(
+                    "jit_compile=True is ignored under the %r strategy (%d replicas): "
+                    "XLA cannot compile a step that spans devices.",
+                    self.strategy, strategy.num_replicas_in_sync,
+                )
+            jit_compile = False
+        return {"jit_compile": jit_compile}
 
     def resolved_backup_dir(self, output_dir):
         """The backup folder of a job writing to `output_dir`."""

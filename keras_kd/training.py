@@ -164,7 +164,7 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
             optimizer=spec.optimizer_for(data.info.num_train, steps),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            **runtime.compile_settings(),
+            **runtime.compile_settings(strategy),
         )
     batches = data_lib.batched(
         data.train, spec.batch_size, shuffle=True, seed=seed,

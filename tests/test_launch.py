@@ -163,3 +163,29 @@ def test_train_gan_bad_flags_fail_before_training(tmp_path, flag, message):
     result = _run("train_gan", flag, f"--saved_models_dir={tmp_path}", check=False)
     assert result.returncode != 0 and message in result.stderr
     assert not any(tmp_path.rglob("*.keras"))
+
+
+def test_distill_runs_mirrored_in_bfloat16(tmp_path):
+    saved = str(tmp_path / "saved")
+    _run("distill", *TINY, "--strategy=mirrored", "--cpu_replicas=2",
+         "--precision=mixed_bfloat16", "--jit_compile", f"--saved_models_dir={saved}")
+    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0")
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert report["config"]["replicas"] == 2
+    assert report["config"]["jit_compiled"] is False  # XLA cannot span the 2 devices
+    assert report["config"]["runtime"] == {
+        "strategy": "mirrored", "cpu_replicas": 2, "precision": "mixed_bfloat16",
+        "jit_compile": True, "deterministic": False, "backup_dir": None}
+    assert 0.0 <= report["splits"]["test"]["agreement"] <= 1.0
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cpu_replicas=2"], "cpu_replicas must be a positive integer, with strategy 'mirrored'"),
+    (["--precision=float64"], "precision"),
+])
+def test_bad_runtime_flags_fail_before_training(tmp_path, flags, message):
+    result = _run("distill", *TINY, *flags, f"--saved_models_dir={tmp_path}", check=False)
+    assert result.returncode != 0 and message in result.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "digits"))

@@ -124,7 +124,7 @@ def run(config, verbose="auto"):
                 keras.optimizers.Adam(config.lr, beta_1=config.beta_1, beta_2=config.beta_2)
                 for _ in range(2)
             ),
-            **config.runtime.compile_settings(),
+            **config.runtime.compile_settings(strategy),
         )
     batches = data_lib.batched(
         data.train, config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True,

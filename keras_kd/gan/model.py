@@ -118,13 +118,13 @@ class GAN(distribute.MultiWorkerFit, keras.Model):
                 fake = self.generator(latents, training=True)
                 fake_scores = _scores(self.discriminator(fake, training=True))
                 per_example = tf.nn.relu(1.0 - real_scores) + tf.nn.relu(1.0 + fake_scores)
-                loss = _average(per_example)
+                loss = self.discriminator_optimizer.scale_loss(_average(per_example))
             self._apply(self.discriminator_optimizer, self.discriminator, tape, loss)
         latents = self._latents(batch_size, self.discriminator_steps)
         with tf.GradientTape() as tape:
             fake = self.generator(latents, training=True)
             generator_per_example = -_scores(self.discriminator(fake, training=True))
-            loss = _average(generator_per_example)
+            loss = self.generator_optimizer.scale_loss(_average(generator_per_example))
         self._apply(self.generator_optimizer, self.generator, tape, loss)
         self.trackers["discriminator_loss"].update_state(per_example)
         self.trackers["generator_loss"].update_state(generator_per_example)
@@ -140,10 +140,9 @@ class GAN(distribute.MultiWorkerFit, keras.Model):
         return tf.random.stateless_normal((batch_size, self.latent_dim), seed)
 
     @staticmethod
-    def _apply(optimizer, model, tape, loss):
+    def _apply(optimizer, model, tape, scaled_loss):
         weights = model.trainable_variables
-        gradients = tape.gradient(optimizer.scale_loss(loss), weights)
-        optimizer.apply_gradients(zip(gradients, weights))
+        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, weights), weights))
 
     def get_config(self):
         config = super().get_config()

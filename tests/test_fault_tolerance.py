@@ -1,0 +1,211 @@
+"""Preemption and faults: killed runs resume, NaN losses stop loudly, backups are atomic."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_kd
+from keras_kd import callbacks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join("digits", "distill", "mlp_from_2xmlp_T4_a0_s0_crop_flip")
+FLAGS = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=6", "--student_arch=mlp",
+         "--epochs=6", "--batch_size=16", "--verbose=2", "--deterministic",
+         "--policy=crop_flip"]
+
+
+def _start(saved, log):
+    return subprocess.Popen(
+        [sys.executable, "-m", "launch.distill", *FLAGS, f"--saved_models_dir={saved}"],
+        cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def _kill_after_backup(process, pattern, timeout=240):
+    """SIGKILLs `process` a moment after a backup matching `pattern` appears."""
+    deadline = time.monotonic() + timeout
+    while not glob.glob(pattern):
+        assert process.poll() is None, "the run ended before it was killed"
+        assert time.monotonic() < deadline, f"no backup matching {pattern}"
+        time.sleep(0.01)
+    time.sleep(0.15)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return callbacks.BackupAndRestore.completed_epochs(os.path.dirname(glob.glob(pattern)[0]))
+
+
+def _first_epoch_line(log):
+    with open(log) as f:
+        return re.search(r"^Epoch (\d+)/6$", f.read(), re.MULTILINE).group(1)
+
+
+def _student(saved):
+    model = keras.saving.load_model(os.path.join(saved, RUN, "student.keras"), compile=False)
+    return model.get_weights()
+
+
+def test_a_killed_run_resumes_and_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):
+    killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+    backup = os.path.join(killed, RUN, "backup")
+
+    # 1. Killed while the first teacher member trains.
+    first = _start(killed, tmp_path / "1.log")
+    teacher_epochs = _kill_after_backup(
+        first, os.path.join(backup, "teachers", "*", "member_0", "epoch-*.weights.h5"))
+    assert 1 <= teacher_epochs < 6
+    assert not os.path.exists(os.path.join(killed, RUN, "report.json"))
+
+    # 2. Rerun: the member resumes after its last backup; killed while the student trains.
+    second = _start(killed, tmp_path / "2.log")
+    student_epochs = _kill_after_backup(
+        second, os.path.join(backup, "student", "epoch-*.weights.h5"))
+    assert _first_epoch_line(tmp_path / "2.log") == str(teacher_epochs + 1)
+    assert 1 <= student_epochs < 6
+    members = sorted(glob.glob(os.path.join(killed, "digits", "teachers", "*", "member_*.keras")))
+    assert len(members) == 2  # both finished, and kept
+
+    # 3. Rerun to the end: teachers reused, the student resumes.
+    third = _start(killed, tmp_path / "3.log")
+    assert third.wait(timeout=300) == 0, open(tmp_path / "3.log").read()[-3000:]
+    assert _first_epoch_line(tmp_path / "3.log") == str(student_epochs + 1)
+    with open(os.path.join(killed, RUN, "report.json")) as f:
+        report = json.load(f)
+    assert report["resumed_at_epoch"] == student_epochs
+    assert all(member["reused"] for member in report["teacher_members"])
+    assert not os.path.exists(backup)  # removed once every file was written
+
+    uninterrupted = _start(clean, tmp_path / "clean.log")
+    assert uninterrupted.wait(timeout=300) == 0
+    for a, b in zip(_student(killed), _student(clean)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_nan_loss_stops_the_app_with_the_step_and_terms(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.distill", "--teacher_arch=mlp", "--members=1",
+         "--teacher_epochs=1", "--student_arch=mlp", "--epochs=2", "--verbose=0",
+         "--lr=1e30", f"--saved_models_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode != 0
+    assert re.search(r"error: Non-finite loss at epoch 1, step \d+ .*loss=(nan|inf)", result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
+class _CrashAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path, rng):
+    x, y = rng.random((32, 4)).astype("float32"), rng.random((32, 3)).astype("float32")
+    fit = dict(x=x, y=y, batch_size=8, epochs=5, shuffle=False, verbose=0)
+    reference = _model()
+    reference.fit(**fit)
+
+    model = _model()
+    backup = callbacks.BackupAndRestore(str(tmp_path), delete_on_end=False)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(**fit, callbacks=[backup, _CrashAt(3)])
+    assert os.listdir(tmp_path) == ["epoch-0003.weights.h5"]  # older ones replaced
+    resumed = _model()
+    history = resumed.fit(**fit, callbacks=[callbacks.BackupAndRestore(str(tmp_path))])
+    assert len(history.history["loss"]) == 2
+    assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 20
+    for a, b in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not os.path.exists(tmp_path)  # delete_on_end
+
+
+def test_a_partial_backup_is_never_restored(tmp_path, rng):
+    model = _model()
+    model.fit(rng.random((8, 4)), rng.random((8, 3)), epochs=2, verbose=0,
+              callbacks=[callbacks.BackupAndRestore(str(tmp_path), delete_on_end=False)])
+    # What a kill mid-write leaves: a staging folder, never a finished name.
+    os.makedirs(tmp_path / ".staging-x")
+    (tmp_path / ".staging-x" / "artifact.weights.h5").write_bytes(b"partial")
+    assert callbacks.BackupAndRestore.completed_epochs(str(tmp_path)) == 2
+
+
+def test_stop_on_non_finite_loss_names_the_step_and_the_terms(rng):
+    teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(8,))
+    student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(8,))
+    distiller = keras_kd.Distiller(student, teacher, alpha=0.5)
+    distiller.compile(optimizer="sgd")
+    x = rng.random((64, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    weight = np.ones(64, "float32")
+    weight[40] = np.nan  # in the third batch of 16 (a NaN input would not do: ReLU drops NaNs)
+    with pytest.raises(callbacks.NonFiniteLossError) as error:
+        distiller.fit(x, y, sample_weight=weight, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                      callbacks=[callbacks.StopOnNonFiniteLoss("Backups are in DIR.")])
+    message = str(error.value)
+    assert "epoch 1, step 3" in message and "Backups are in DIR." in message
+    for term in ("loss=nan", "hard_loss=nan", "soft_loss=nan"):
+        assert term in message
+
+
+def test_resumed_epoch_streams_match_the_uninterrupted_stream(digits):
+    def batches(dataset):
+        return [batch["x"].numpy() for batch in dataset]
+
+    make = dict(split=digits.train.take(100), num_classes=10, policy="crop_flip+mixup",
+                batch_size=32, seed=5, epochs=4)
+    whole = batches(keras_kd.data.distillation_set(**make))
+    resumed = batches(keras_kd.data.distillation_set(**make, initial_epoch=2))
+    assert len(whole) == 16 and len(resumed) == 8
+    for a, b in zip(whole[8:], resumed):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(whole[0], whole[4])  # epochs differ
+    stream = keras_kd.data.batched(digits.train.take(100), 32, shuffle=True, seed=1, epochs=3,
+                                   initial_epoch=1)
+    assert keras_kd.data.steps_per_epoch(stream, 3, 1) == 4
+    full = [y.numpy() for _, y in keras_kd.data.batched(digits.train.take(100), 32, shuffle=True,
+                                                          seed=1, epochs=3)]
+    for a, (_, b) in zip(full[4:], stream):
+        np.testing.assert_array_equal(a, b.numpy())
+    assert sorted(np.concatenate(full[:4])) == sorted(np.concatenate(full[4:8]))  # whole epochs
+
+
+def test_fit_under_mirrored_sees_the_batches_of_one_device(digits, mirrored):
+    def fit(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(2)
+            teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
+            student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
+            distiller = keras_kd.Distiller(student, teacher, alpha=0.2)
+            distiller.compile(optimizer=keras.optimizers.SGD(0.1))
+        stream = keras_kd.data.distillation_set(digits.train.take(90), 10, "crop_flip",
+                                                batch_size=20, seed=0, epochs=2)
+        # 90 examples: each epoch ends on a batch of 10, and the first batch
+        # would have been drawn for Keras' symbolic build.
+        distiller.fit(stream, epochs=2, steps_per_epoch=keras_kd.data.steps_per_epoch(stream, 2),
+                      verbose=0)
+        return student.get_weights()
+
+    for a, b in zip(fit(tf.distribute.get_strategy()), fit(mirrored)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,107 @@
+"""Strategies by name, precision policies and the Runtime settings."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_kd
+from keras_kd.runtime import Runtime
+
+
+@pytest.fixture
+def policy():
+    """Sets a global dtype policy for one test, and restores float32 after it."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _distiller():
+    keras.utils.set_random_seed(0)
+    teacher = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+    student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
+    return keras_kd.Distiller(student, teacher, alpha=0.3)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_distiller_trains_in_mixed_precision_with_float32_losses(policy, precision, digits):
+    policy(precision)
+    distiller = _distiller()
+    distiller.compile(optimizer="adam")
+    assert distiller.student.compute_dtype == precision.split("_")[1]
+    scaled = isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")
+    x, y = next(iter(digits.train.batch(64)))
+    assert distiller.student(x).dtype == precision.split("_")[1]
+    history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0).history
+    assert all(np.isfinite(values).all() for values in history.values())
+    assert history["loss"][1] < history["loss"][0]
+    terms = distiller._per_example_terms(
+        keras_kd.batch.unpack((x, y)), distiller.teacher(x), distiller.student(x))
+    assert all(term.dtype == tf.float32 for term in terms)
+    assert distiller.student.weights[0].dtype == "float32"  # master weights
+
+
+def test_gan_scales_both_losses_in_float16(policy):
+    policy("mixed_float16")
+    model = keras_kd.gan.GAN(keras_kd.gan.make_generator((8, 8, 1), latent_dim=8),
+                             keras_kd.gan.make_discriminator((8, 8, 1)))
+    model.compile()
+    for optimizer in (model.generator_optimizer, model.discriminator_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    logs = model.fit(np.random.rand(32, 8, 8, 1).astype("float32"), batch_size=16, epochs=1,
+                     verbose=0).history
+    assert all(np.isfinite(values).all() for values in logs.values())
+    config = model.get_compile_config()
+    assert config["generator_optimizer"]["class_name"] == "Adam"  # saved unwrapped
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(precision="float64"), "Unknown precision 'float64'"),
+    (dict(strategy="parameter_server"), "Unknown strategy 'parameter_server'"),
+    (dict(cpu_replicas=2), "with strategy 'default'"),
+    (dict(strategy="mirrored", cpu_replicas=0), "cpu_replicas=0"),
+])
+def test_runtime_names_its_bad_setting(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Runtime(**settings).validate()
+
+
+def test_strategies_are_made_once_per_process(mirrored):
+    assert keras_kd.distribute.get_strategy("mirrored", cpu_replicas=2) is mirrored
+    assert mirrored.num_replicas_in_sync == 2
+    assert keras_kd.distribute.is_chief(mirrored)
+    assert not keras_kd.distribute.is_multi_worker(mirrored)
+    assert keras_kd.distribute.worker_dir("out", mirrored) == "out"
+    assert keras_kd.distribute.all_workers_agree([True, False], mirrored) == [True, False]
+    with pytest.raises(ValueError, match="applies to the 'mirrored' strategy"):
+        keras_kd.distribute.get_strategy("default", cpu_replicas=2)
+    with pytest.raises(ValueError, match="Unknown strategy 'gpu'"):
+        keras_kd.distribute.get_strategy("gpu")
+
+
+def test_runtime_settings_reach_compile(mirrored):
+    assert Runtime().compile_settings() == {"jit_compile": "auto"}
+    assert Runtime(jit_compile=True).compile_settings() == {"jit_compile": True}
+    # XLA cannot compile a step spanning devices.
+    assert Runtime(jit_compile=True).compile_settings(mirrored) == {"jit_compile": False}
+    assert Runtime().compile_settings(mirrored) == {"jit_compile": False}
+    assert Runtime().resolved_backup_dir("run") == "run/backup"
+    assert Runtime(backup_dir="b").resolved_backup_dir("run") == "b"
+
+
+def test_trainer_compiled_with_xla_trains(digits):
+    x, y = next(iter(digits.train.batch(64)))
+    trainer = keras_kd.training.Trainer(keras_kd.models.get("mlp", (8, 8, 1), 10))
+    trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    jit_compile=True)
+    history = trainer.fit(x, y, batch_size=32, epochs=2, verbose=0).history
+    assert trainer.jit_compile and history["loss"][1] < history["loss"][0]
+
+
+def test_distiller_compiled_with_xla_trains(digits):
+    x, y = next(iter(digits.train.batch(64)))
+    distiller = _distiller()
+    distiller.compile(optimizer="adam", jit_compile=True)
+    history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0).history
+    assert distiller.jit_compile and history["loss"][1] < history["loss"][0]
