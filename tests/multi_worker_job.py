@@ -1,6 +1,6 @@
 """One worker of the multi-worker tests: distills on digits, saves its weights.
 
-    python tests/multi_worker_job.py OUT.npz [multi_worker|default]
+    python tests/multi_worker_job.py OUT.npz [multi_worker|default] [distiller|gan|teacher]
 
 Under `multi_worker`, `TF_CONFIG` names the cluster and this process's task.
 Only the chief writes `OUT.npz`; every worker writes `OUT.npz.<task>` with its
@@ -15,7 +15,33 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(out, strategy_name):
+def _fit_gan(keras_kd, strategy, train):
+    with strategy.scope():
+        model = keras_kd.gan.GAN(keras_kd.gan.make_generator((8, 8, 1), latent_dim=8),
+                                 keras_kd.gan.make_discriminator((8, 8, 1)), seed=4)
+        model.compile()
+    batches = keras_kd.data.batched(train, 32, shuffle=True, seed=0, epochs=2)
+    history = model.fit(batches, epochs=2, steps_per_epoch=8, verbose=0).history
+    return model.generator.get_weights() + model.discriminator.get_weights(), history
+
+
+def _fit_teacher(keras_kd, strategy, train):
+    import keras
+
+    with strategy.scope():
+        network = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+        trainer = keras_kd.training.Trainer(network)
+        trainer.compile(
+            keras.optimizers.SGD(0.01),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+    batches = keras_kd.data.batched(train, 32, shuffle=True, seed=0, epochs=2)
+    history = trainer.fit(batches, epochs=2, steps_per_epoch=8, verbose=0).history
+    return network.get_weights(), history
+
+
+def main(out, strategy_name, model="distiller"):
     import keras
 
     import keras_kd
@@ -23,8 +49,13 @@ def main(out, strategy_name):
     strategy = keras_kd.distribute.get_strategy(strategy_name)
     data = keras_kd.data.load("digits")
     train = data.train.take(256)
+    keras.utils.set_random_seed(1)
+    if model != "distiller":
+        fit = _fit_gan if model == "gan" else _fit_teacher
+        weights, history = fit(keras_kd, strategy, train)
+        _save(keras_kd, strategy, out, weights, history)
+        return
     with strategy.scope():
-        keras.utils.set_random_seed(1)
         teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
         student = keras_kd.models.get("resnet8", (8, 8, 1), 10)
         distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.0)
@@ -39,7 +70,11 @@ def main(out, strategy_name):
         steps_per_epoch=keras_kd.data.steps_per_epoch(batches, epochs),
         verbose=0,
     ).history
-    weights = {f"w{i}": w for i, w in enumerate(student.get_weights())}
+    _save(keras_kd, strategy, out, student.get_weights(), history)
+
+
+def _save(keras_kd, strategy, out, weights, history):
+    weights = {f"w{i}": w for i, w in enumerate(weights)}
     logs = {f"log_{name}": np.array(values) for name, values in history.items()}
     task = "single"
     if keras_kd.distribute.is_multi_worker(strategy):
@@ -57,4 +92,4 @@ def main(out, strategy_name):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "default")
+    main(*sys.argv[1:])

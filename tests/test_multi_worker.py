@@ -76,6 +76,26 @@ def test_two_workers_train_the_distiller_like_one_process(tmp_path):
     np.testing.assert_array_equal(np.load(out)["w0"], chief["w0"])
 
 
+@pytest.mark.parametrize("model", ["teacher", "gan"])
+def test_two_workers_train_teachers_and_gans(tmp_path, model):
+    out = str(tmp_path / "weights.npz")
+    run_workers([sys.executable, JOB, out, "multi_worker", model])
+    chief, other = (np.load(f"{out}.worker{i}.npz") for i in (0, 1))
+    names = [name for name in chief.files if name.startswith("w")]
+    for name in names:
+        np.testing.assert_array_equal(chief[name], other[name])
+    logs = [name for name in chief.files if name.startswith("log_")]
+    assert logs and all(np.isfinite(chief[name]).all() for name in logs)
+    if model == "teacher":
+        single = str(tmp_path / "single.npz")
+        subprocess.run([sys.executable, JOB, single, "default", model], cwd=ROOT, env=_env(),
+                       check=True, capture_output=True)
+        alone = np.load(f"{single}.single.npz")
+        for name in names:
+            np.testing.assert_allclose(chief[name], alone[name], rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(chief["log_loss"], alone["log_loss"], rtol=1e-4)
+
+
 TINY = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=1", "--student_arch=mlp",
         "--epochs=2", "--batch_size=128", "--verbose=0"]
 
