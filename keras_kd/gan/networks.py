@@ -50,12 +50,14 @@ def make_generator(image_shape, latent_dim=64, width=128, name="generator"):
     height, width_px = image_shape[0] // 2**steps, image_shape[1] // 2**steps
     latents = keras.Input((latent_dim,), name="latents")
     x = layers.Dense(height * width_px * width, use_bias=False)(latents)
-    x = layers.ReLU()(layers.BatchNormalization()(x))
+    # Synchronized statistics: under N replicas (or workers) the batch is the
+    # global one, and every replica keeps the same moving statistics.
+    x = layers.ReLU()(layers.BatchNormalization(synchronized=True)(x))
     x = layers.Reshape((height, width_px, width))(x)
     for step in range(steps):
         filters = max(width // 2 ** (step + 1), 16)
         x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False)(x)
-        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.ReLU()(layers.BatchNormalization(synchronized=True)(x))
     images = layers.Conv2D(image_shape[-1], 3, padding="same", activation="sigmoid")(x)
     return keras.Model(latents, images, name=name)
 
