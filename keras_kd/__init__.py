@@ -1,7 +1,8 @@
 """keras_kd: knowledge distillation for Keras 3, with fidelity as a result.
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
-`models`, `data`, `distribute`, `evaluation`, `export`, `training`, `pipeline` and `gan`.
+`models`, `data`, `distribute`, `runtime`, `callbacks`, `evaluation`, `export`,
+`training`, `pipeline` and `gan`.
 """
 
 try:
@@ -22,6 +23,7 @@ if _keras.backend.backend() != "tensorflow":
     )
 
 from keras_kd import batch
+from keras_kd import callbacks
 from keras_kd import data
 from keras_kd import distribute
 from keras_kd import evaluation
@@ -31,6 +33,7 @@ from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
 from keras_kd import pipeline
+from keras_kd import runtime
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
@@ -41,6 +44,7 @@ __all__ = [
     "Distiller",
     "Ensemble",
     "batch",
+    "callbacks",
     "data",
     "distribute",
     "evaluation",
@@ -50,5 +54,6 @@ __all__ = [
     "metrics",
     "models",
     "pipeline",
+    "runtime",
     "training",
 ]

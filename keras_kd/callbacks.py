@@ -33,9 +33,10 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     Example:
 
+    >>> import keras, tempfile
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     >>> model.compile("sgd", "mse")
-    >>> import tempfile; folder = tempfile.mkdtemp()
+    >>> folder = tempfile.mkdtemp()
     >>> backup = keras_kd.callbacks.BackupAndRestore(folder, delete_on_end=False)
     >>> _ = model.fit(np.ones((8, 4)), np.ones(8), epochs=2, callbacks=[backup], verbose=0)
     >>> keras_kd.callbacks.BackupAndRestore.completed_epochs(folder)

@@ -49,6 +49,9 @@ def test_gan_scales_both_losses_in_float16(policy):
     model.compile()
     for optimizer in (model.generator_optimizer, model.discriminator_optimizer):
         assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.generator.layers[1].compute_dtype == "float16"
+    # Spectral normalization's power iteration would overflow float16.
+    assert {layer.compute_dtype for layer in model.discriminator.layers[1:]} == {"float32"}
     logs = model.fit(np.random.rand(32, 8, 8, 1).astype("float32"), batch_size=16, epochs=1,
                      verbose=0).history
     assert all(np.isfinite(values).all() for values in logs.values())

@@ -65,6 +65,10 @@ def make_generator(image_shape, latent_dim=64, width=128, name="generator"):
 def make_discriminator(image_shape, width=64, name="discriminator"):
     """A spectrally normalized discriminator: images -> `[batch, 1]` scores.
 
+    Under the `mixed_float16` policy it computes in float32: spectral
+    normalization's power iteration overflows float16 (bfloat16, with
+    float32's range, is kept).
+
     Example:
 
     >>> discriminator = make_discriminator((8, 8, 1))
@@ -72,23 +76,28 @@ def make_discriminator(image_shape, width=64, name="discriminator"):
     TensorShape([2, 1])
     """
     steps = upsampling_steps(image_shape)
+    dtype = None
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        dtype = "float32"
     images = keras.Input(image_shape, name="images")
-    x = _sn_conv(width, 3, 1)(images)
-    x = layers.LeakyReLU(0.1)(x)
+    x = _sn_conv(width, 3, 1, dtype)(images)
+    x = layers.LeakyReLU(0.1, dtype=dtype)(x)
     for step in range(steps):
-        x = _sn_conv(width * 2 ** min(step, 2), 4, 2)(x)
-        x = layers.LeakyReLU(0.1)(x)
-    x = layers.Flatten()(x)
-    scores = layers.SpectralNormalization(layers.Dense(1))(x)
+        x = _sn_conv(width * 2 ** min(step, 2), 4, 2, dtype)(x)
+        x = layers.LeakyReLU(0.1, dtype=dtype)(x)
+    x = layers.Flatten(dtype=dtype)(x)
+    scores = layers.SpectralNormalization(layers.Dense(1, dtype=dtype), dtype=dtype)(x)
     return keras.Model(images, scores, name=name)
 
 
-def _sn_conv(filters, kernel_size, strides):
+def _sn_conv(filters, kernel_size, strides, dtype=None):
     # No bias: with one, TensorFlow's graph optimizer tries to fuse the
     # convolution, its BiasAdd and the LeakyReLU around SpectralNormalization's
     # kernel update, fails, and logs an error at every trace.
     return layers.SpectralNormalization(
-        layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)
+        layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
+                      dtype=dtype),
+        dtype=dtype,
     )
 
 

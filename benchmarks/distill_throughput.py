@@ -1,0 +1,136 @@
+"""Distillation step throughput, against its parts, in images per second.
+
+On random CIFAR-shaped data held in memory (so no input pipeline cost), in
+one process, measures:
+
+- `student_step`: a plain Keras training step of the student alone
+  (`compile(SparseCategoricalCrossentropy)`);
+- `teacher_forward`: the teacher ensemble's inference alone;
+- `distill_step`: the `Distiller` step, the teacher called on every batch;
+- `distill_step_cached`: the `Distiller` step fed cached teacher logits;
+- `overhead`: distill_step time / (student_step time + teacher_forward time).
+
+Each measurement calls the compiled step function directly, `--steps` times
+after `--warmup` untimed calls; the `--repeats` rounds visit every case in
+turn (this machine slows down in spells, which then fall on every case
+alike), and each figure is the median over rounds. The last line printed is
+one JSON object.
+
+    python -m benchmarks.distill_throughput
+    python -m benchmarks.distill_throughput --precision=mixed_bfloat16
+"""
+
+import json
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+import keras_kd
+from keras_kd.runtime import PRECISIONS
+from keras_kd.runtime import Runtime
+
+flags.DEFINE_string("teacher", "resnet20", "Teacher member architecture.")
+flags.DEFINE_integer("members", 3, "Teacher ensemble size.", lower_bound=1)
+flags.DEFINE_string("student", "resnet20", "Student architecture.")
+flags.DEFINE_integer("image_size", 32, "Height and width of the RGB images.", lower_bound=8)
+flags.DEFINE_integer("classes", 100, "Number of classes.", lower_bound=2)
+flags.DEFINE_integer("batch_size", 128, "Examples per batch.", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "Timed steps per measurement.", lower_bound=1)
+flags.DEFINE_integer("warmup", 3, "Untimed steps before each case's first round.", lower_bound=1)
+flags.DEFINE_integer("repeats", 5, "Interleaved rounds (figures are medians).", lower_bound=1)
+flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Keras dtype policy.")
+flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_integer("seed", 0, "Seed of the data and the models.")
+
+FLAGS = flags.FLAGS
+
+
+def _models(shape):
+    keras.utils.set_random_seed(FLAGS.seed)
+    members = [
+        keras_kd.models.get(FLAGS.teacher, shape, FLAGS.classes) for _ in range(FLAGS.members)
+    ]
+    teacher = members[0] if FLAGS.members == 1 else keras_kd.Ensemble(members)
+    return teacher, (lambda: keras_kd.models.get(FLAGS.student, shape, FLAGS.classes))
+
+
+def _iterator(*tensors):
+    """An endless iterator over one in-memory batch."""
+    batch = tensors if len(tensors) > 1 else tensors[0]
+    return iter(tf.data.Dataset.from_tensors(batch).repeat())
+
+
+def _train_case(model, iterator):
+    """A function running one compiled training step of `model`."""
+    model.make_train_function()
+    step = model.train_function
+    return lambda: step(iterator)
+
+
+def _cases(x, y):
+    compile_settings = {"jit_compile": FLAGS.jit_compile}
+    teacher, make_student = _models(tuple(x.shape[1:]))
+    teacher_logits = teacher.predict(x, verbose=0)
+
+    student = make_student()
+    student.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_settings
+    )
+    forward = tf.function(lambda images: teacher(images, training=False),
+                          jit_compile=FLAGS.jit_compile)
+    distiller = keras_kd.Distiller(make_student(), teacher)
+    distiller.compile("sgd", **compile_settings)
+    cached = keras_kd.Distiller(make_student(), teacher)
+    cached.compile("sgd", **compile_settings)
+    return {
+        "student_step": _train_case(student, _iterator(x, y)),
+        "teacher_forward": lambda: forward(x),
+        "distill_step": _train_case(distiller, _iterator(x, y)),
+        "distill_step_cached": _train_case(cached, _iterator(x, y, teacher_logits)),
+    }
+
+
+def _time(run, steps):
+    started = time.perf_counter()
+    for _ in range(steps):
+        outputs = run()
+    # Steps run asynchronously; reading a result waits for the last one.
+    tf.nest.map_structure(lambda t: np.asarray(t), outputs)
+    return (time.perf_counter() - started) / steps
+
+
+def main(argv):
+    del argv
+    Runtime(precision=FLAGS.precision).start()
+    rng = np.random.default_rng(FLAGS.seed)
+    shape = (FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, 3)
+    x = tf.constant(rng.random(shape, dtype="float32"))
+    y = tf.constant(rng.integers(0, FLAGS.classes, FLAGS.batch_size), tf.int32)
+    cases = _cases(x, y)
+    for run in cases.values():
+        _time(run, FLAGS.warmup)
+    seconds = {name: [] for name in cases}
+    for _ in range(FLAGS.repeats):
+        for name, run in cases.items():
+            seconds[name].append(_time(run, FLAGS.steps))
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    result = {name: FLAGS.batch_size / value for name, value in median.items()}
+    result["overhead"] = median["distill_step"] / (
+        median["student_step"] + median["teacher_forward"]
+    )
+    result["cached_vs_student_step"] = median["distill_step_cached"] / median["student_step"]
+    result["settings"] = {
+        name: getattr(FLAGS, name)
+        for name in ("teacher", "members", "student", "image_size", "classes", "batch_size",
+                     "steps", "repeats", "precision", "jit_compile")
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
