@@ -48,7 +48,7 @@ def get_strategy(name="default", cpu_replicas=None, cluster="auto"):
     return _STRATEGIES[key]
 
 
-_STRATEGIES = {}
+_STRATEGIES = {}  # made once per process: see get_strategy
 
 
 def _make_strategy(name, cpu_replicas, cluster):
@@ -109,7 +109,14 @@ def _cluster_resolver(cluster):
     if cluster == "slurm" or (
         cluster == "auto" and "TF_CONFIG" not in os.environ and "SLURM_JOB_ID" in os.environ
     ):
-        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+        # Counted here: the resolver would run nvidia-smi, absent on CPU nodes.
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        if not gpus:
+            raise ValueError(
+                "TensorFlow's SlurmClusterResolver assigns GPUs to tasks and fails on "
+                "nodes without any; on CPU nodes, set TF_CONFIG for each task instead."
+            )
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(gpus_per_node=gpus)
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
 
@@ -134,6 +141,9 @@ def is_chief(strategy=None):
     return task_type == "worker" and task_id == 0 and not has_chief
 
 
+_SCRATCH_DIRS = []
+
+
 def worker_dir(path, strategy=None):
     """Where this process writes what belongs at `path`.
 
@@ -147,9 +157,6 @@ def worker_dir(path, strategy=None):
     scratch = tempfile.mkdtemp(prefix="keras_kd-worker-")
     _SCRATCH_DIRS.append(scratch)
     return os.path.join(scratch, os.path.basename(os.path.normpath(path)) or "out")
-
-
-_SCRATCH_DIRS = []
 
 
 def worker_backup_dir(backup_dir, strategy=None):

@@ -113,6 +113,17 @@ class Trainer(distribute.MultiWorkerFit, keras.Model):
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
 
+    def get_config(self):
+        config = super().get_config()
+        config["network"] = keras.saving.serialize_keras_object(self.network)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
+
 
 def resume_epoch(backup_dir, strategy):
     """The epoch a fit backed up to `backup_dir` resumes at, agreed by all workers.

@@ -108,3 +108,21 @@ def test_distiller_compiled_with_xla_trains(digits):
     distiller.compile(optimizer="adam", jit_compile=True)
     history = distiller.fit(x, y, batch_size=32, epochs=2, verbose=0).history
     assert distiller.jit_compile and history["loss"][1] < history["loss"][0]
+
+
+def test_the_cluster_comes_from_tf_config_or_slurm(monkeypatch):
+    from keras_kd import distribute
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:1"]}, '
+                                    '"task": {"type": "worker", "index": 1}}')
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    resolver = distribute._cluster_resolver("auto")  # TF_CONFIG wins
+    assert resolver.cluster_spec().as_dict() == {"worker": ["a:1", "b:1"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    monkeypatch.delenv("TF_CONFIG")
+    if tf.config.list_physical_devices("GPU"):
+        return  # the Slurm resolver itself would run; it needs a Slurm job
+    with pytest.raises(ValueError, match="set TF_CONFIG for each task"):
+        distribute._cluster_resolver("auto")
+    with pytest.raises(ValueError, match="Unknown cluster 'k8s'"):
+        distribute._cluster_resolver("k8s")
