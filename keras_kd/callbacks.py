@@ -114,6 +114,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     step (each log whose name ends in `loss`), so the run fails loudly and
     its last backup is left as it was.
 
+    It checks each step's logs on Keras' callback thread (`async_safe`), so
+    training never waits for it: the error is raised in `fit` a step or two
+    later, and at the latest at the epoch's end, before a backup is written.
+
     Args:
         context: a sentence added to the error (where the last good
             backup is, say).
@@ -123,6 +127,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         super().__init__()
         self.context = context
         self._epoch = 0
+        # Keras then runs on_train_batch_end off the training thread, and
+        # steps need not wait for their logs to reach the host.
+        self.async_safe = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
