@@ -8,7 +8,11 @@ one process, measures:
 - `teacher_forward`: the teacher ensemble's inference alone;
 - `distill_step`: the `Distiller` step, the teacher called on every batch;
 - `distill_step_cached`: the `Distiller` step fed cached teacher logits;
-- `overhead`: distill_step time / (student_step time + teacher_forward time).
+- `overhead`: distill_step time / (student_step time + teacher_forward time);
+- `keras_list_step`: for reference, the common Keras pattern (keras.io's
+  distillation example, its teacher members in a Python list inside
+  `train_step`, the loss from `keras.losses.KLDivergence` on softened
+  probabilities).
 
 Each measurement calls the compiled step function directly, `--steps` times
 after `--warmup` untimed calls; the `--repeats` rounds visit every case in
@@ -45,6 +49,9 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps before each case's first round.
 flags.DEFINE_integer("repeats", 5, "Interleaved rounds (figures are medians).", lower_bound=1)
 flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Keras dtype policy.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_integer(
+    "steps_per_execution", 1, "Training steps per call of the compiled function.", lower_bound=1
+)
 flags.DEFINE_integer("seed", 0, "Seed of the data and the models.")
 
 FLAGS = flags.FLAGS
@@ -57,6 +64,44 @@ def _models(shape):
     ]
     teacher = members[0] if FLAGS.members == 1 else keras_kd.Ensemble(members)
     return teacher, (lambda: keras_kd.models.get(FLAGS.student, shape, FLAGS.classes))
+
+
+class KerasListDistiller(keras.Model):
+    """The common Keras pattern: keras.io's distillation example, teacher members in a list."""
+
+    def __init__(self, student, members, alpha=0.1, temperature=4.0):
+        super().__init__()
+        self.student = student
+        self.members = members
+        for member in members:
+            member.trainable = False
+        self.alpha = alpha
+        self.temperature = temperature
+        self.student_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.distillation_loss_fn = keras.losses.KLDivergence()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        teacher_probabilities = tf.reduce_mean(
+            [tf.nn.softmax(member(x, training=False) / self.temperature)
+             for member in self.members],
+            axis=0,
+        )
+        with tf.GradientTape() as tape:
+            student_logits = self.student(x, training=True)
+            student_loss = self.student_loss_fn(y, student_logits)
+            distillation_loss = self.distillation_loss_fn(
+                teacher_probabilities, tf.nn.softmax(student_logits / self.temperature)
+            ) * self.temperature**2
+            loss = self.alpha * student_loss + (1 - self.alpha) * distillation_loss
+        weights = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
 
 
 def _iterator(*tensors):
@@ -73,7 +118,10 @@ def _train_case(model, iterator):
 
 
 def _cases(x, y):
-    compile_settings = {"jit_compile": FLAGS.jit_compile}
+    compile_settings = {
+        "jit_compile": FLAGS.jit_compile,
+        "steps_per_execution": FLAGS.steps_per_execution,
+    }
     teacher, make_student = _models(tuple(x.shape[1:]))
     teacher_logits = teacher.predict(x, verbose=0)
 
@@ -87,11 +135,15 @@ def _cases(x, y):
     distiller.compile("sgd", **compile_settings)
     cached = keras_kd.Distiller(make_student(), teacher)
     cached.compile("sgd", **compile_settings)
+    members = getattr(teacher, "members", [teacher])
+    keras_list = KerasListDistiller(make_student(), members)
+    keras_list.compile("sgd", **compile_settings)
     return {
         "student_step": _train_case(student, _iterator(x, y)),
         "teacher_forward": lambda: forward(x),
         "distill_step": _train_case(distiller, _iterator(x, y)),
         "distill_step_cached": _train_case(cached, _iterator(x, y, teacher_logits)),
+        "keras_list_step": _train_case(keras_list, _iterator(x, y)),
     }
 
 
@@ -118,7 +170,13 @@ def main(argv):
     for _ in range(FLAGS.repeats):
         for name, run in cases.items():
             seconds[name].append(_time(run, FLAGS.steps))
-    median = {name: statistics.median(values) for name, values in seconds.items()}
+    # One call of a training case runs `steps_per_execution` steps.
+    per_call = {name: 1 for name in cases}
+    for name in ("student_step", "distill_step", "distill_step_cached", "keras_list_step"):
+        per_call[name] = FLAGS.steps_per_execution
+    median = {
+        name: statistics.median(values) / per_call[name] for name, values in seconds.items()
+    }
     result = {name: FLAGS.batch_size / value for name, value in median.items()}
     result["overhead"] = median["distill_step"] / (
         median["student_step"] + median["teacher_forward"]
@@ -127,7 +185,7 @@ def main(argv):
     result["settings"] = {
         name: getattr(FLAGS, name)
         for name in ("teacher", "members", "student", "image_size", "classes", "batch_size",
-                     "steps", "repeats", "precision", "jit_compile")
+                     "steps", "repeats", "precision", "jit_compile", "steps_per_execution")
     }
     print(json.dumps(result))
 

@@ -31,3 +31,20 @@ def test_pipeline_benchmark_refuses_a_bad_policy_before_timing():
     assert result.returncode != 0
     assert "Unknown policy stage(s) ['crop']" in result.stderr
     assert "identity:" not in result.stdout
+
+
+def test_distill_throughput_prints_images_per_second_as_json():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.distill_throughput", "--steps=1", "--repeats=1",
+         "--warmup=1", "--members=2", "--teacher=mlp", "--student=mlp", "--image_size=8",
+         "--batch_size=8", "--classes=10", "--steps_per_execution=2",
+         "--precision=mixed_bfloat16"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("student_step", "teacher_forward", "distill_step", "distill_step_cached",
+                 "keras_list_step", "overhead", "cached_vs_student_step"):
+        assert figures[name] > 0
+    assert figures["settings"]["precision"] == "mixed_bfloat16"
+    assert figures["settings"]["steps_per_execution"] == 2
