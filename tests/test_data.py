@@ -99,3 +99,23 @@ def test_tfds_dataset_loads_from_mock_data(tmp_path):
     assert (data.info.num_classes, data.info.input_shape, data.info.slug) == (10, (28, 28, 1), "tfds_mnist")
     assert x.shape == (16, 28, 28, 1) and x.dtype == tf.float32 and y.dtype == tf.int32
     assert float(tf.reduce_max(x)) <= 1.0
+
+
+@pytest.mark.parametrize("drop_remainder, batches", [(False, 7), (True, 6)])
+def test_shuffled_batches_shuffle_large_sets_in_blocks_of_whole_batches(
+        monkeypatch, drop_remainder, batches):
+    from keras_kd.data import epochs
+
+    monkeypatch.setattr(epochs, "SHUFFLE_BLOCK", 20)  # blocks of 16: two batches of 8
+    examples = tf.data.Dataset.range(55)
+    epoch = epochs.shuffled_batches(examples, 55, 8, drop_remainder)
+    first = [b.numpy() for b in epoch(epochs.epoch_seed(0, 0))]
+    second = [b.numpy() for b in epoch(epochs.epoch_seed(0, 1))]
+    assert len(first) == batches
+    assert [len(b) for b in first] == [8] * 6 + ([] if drop_remainder else [7])
+    seen = np.concatenate(first)
+    assert len(set(seen)) == len(seen) == (48 if drop_remainder else 55)
+    assert sorted(np.concatenate(first[:2])) == list(range(16))  # the first block, shuffled
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))
+    again = [b.numpy() for b in epoch(epochs.epoch_seed(0, 0))]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))

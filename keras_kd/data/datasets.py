@@ -109,9 +109,11 @@ def batched(
             "cardinality (apply tf.data.experimental.assert_cardinality)."
         )
 
-    def make_epoch(seed_of_epoch):
-        examples = epochs_lib.shuffled(split, size, seed_of_epoch) if shuffle else split
-        return examples.batch(batch_size, drop_remainder=drop_remainder)
+    if shuffle:
+        make_epoch = epochs_lib.shuffled_batches(split, size, batch_size, drop_remainder)
+    else:
+        def make_epoch(_):
+            return split.batch(batch_size, drop_remainder=drop_remainder)
 
     batches = epochs_lib.stream(make_epoch, seed or 0, initial_epoch, epochs)
     if size >= 0:

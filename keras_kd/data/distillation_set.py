@@ -118,7 +118,7 @@ def distillation_set(
         if key_parts is not None:
             key_parts["kind"] = "static_logits"
         logits = teacher_cache.static_logits(teacher, split, mode, cache_dir, key_parts)
-        return stream(lambda epoch_seed: builder.cached_logits_epoch(logits, epoch_seed))
+        return stream(builder.cached_logits_epochs(logits))
     if key_parts is not None:
         key_parts.update(
             kind="cached_views",
@@ -239,6 +239,13 @@ class _Builder:
         )
         self.real_batch_size = batch_size - self.num_synthetic
         self.steps = self._steps()
+        self._split_batches = None
+        if self.real_batch_size:
+            # Made once, outside the epochs: a split of one shuffle block is
+            # then assembled once and kept.
+            self._split_batches = epochs_lib.shuffled_batches(
+                split, self.num_examples, self.real_batch_size, drop_remainder
+            )
 
     def _synthetic_source(self, synthetic):
         if not self.policy.uses_synthetic:
@@ -317,10 +324,7 @@ class _Builder:
             return seeds.map(
                 self._synthetic_only, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-        shuffled = epochs_lib.shuffled(
-            self.split, self.num_examples, epochs_lib.sub_seed(epoch_seed, _SHUFFLE)
-        )
-        batches = shuffled.batch(self.real_batch_size, drop_remainder=self.drop_remainder)
+        batches = self._split_batches(epochs_lib.sub_seed(epoch_seed, _SHUFFLE))
         return tf.data.Dataset.zip(batches, self._batch_seeds(epoch_seed)).map(
             lambda pair, batch_seed: self._augment(*pair, batch_seed),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -366,22 +370,26 @@ class _Builder:
     def _synthetic_only(self, seed):
         return self._synthetic_batch(self.batch_size, seed)
 
-    def cached_logits_epoch(self, logits, epoch_seed):
-        """One epoch of the split with each example's cached teacher logits."""
+    def cached_logits_epochs(self, logits):
+        """A function from an epoch's seed to that epoch, each example with its cached logits."""
         examples = tf.data.Dataset.zip(self.split, tf.data.Dataset.from_tensor_slices(logits))
-        shuffled = epochs_lib.shuffled(
-            examples, self.num_examples, epochs_lib.sub_seed(epoch_seed, _SHUFFLE)
+        batches_of = epochs_lib.shuffled_batches(
+            examples, self.num_examples, self.batch_size, self.drop_remainder
         )
-        batches = shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder)
-        return batches.map(
-            lambda pair, teacher_logits: {
-                "x": pair[0],
-                "y": pair[1],
-                "teacher_logits": teacher_logits,
-            },
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+
+        def epoch(epoch_seed):
+            batches = batches_of(epochs_lib.sub_seed(epoch_seed, _SHUFFLE))
+            return batches.map(
+                lambda pair, teacher_logits: {
+                    "x": pair[0],
+                    "y": pair[1],
+                    "teacher_logits": teacher_logits,
+                },
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+
+        return epoch
 
     def cached_views_epoch(self, views, view_size, epoch_seed):
         """One epoch drawn, example by example, from the cached augmented copies.

@@ -73,12 +73,56 @@ def steps_per_epoch(dataset, epochs=None, initial_epoch=0):
     return total // count
 
 
-def shuffled(examples, size, seed):
-    """`examples` (of known `size`) in an order drawn statelessly from `seed`.
+def shuffled_batches(examples, size, batch_size, drop_remainder=False):
+    """Batches of `examples` (of known `size`), in an order drawn statelessly from a seed.
 
-    Sets of up to `SHUFFLE_BLOCK` examples are shuffled whole. Larger ones are
-    shuffled within consecutive blocks of that many examples, as a shuffle
-    buffer of that size would roughly do; each block is held in memory.
+    The same batches as `examples` shuffled and then batched. Sets of up to
+    `SHUFFLE_BLOCK` examples are shuffled whole; larger ones within
+    consecutive blocks of about that many (a multiple of `batch_size`), as a
+    shuffle buffer of that size would roughly do. Each block is held in
+    memory, and each batch is gathered from it directly, with no per-example
+    work. Call it outside `stream`'s `make_epoch` and take the epoch's batches
+    from the returned function, so that a set of one block is assembled once
+    and kept for every epoch.
+
+    Returns:
+        A function from an epoch's `[2]` seed to that epoch's batches.
+    """
+    block = max(batch_size, min(size, SHUFFLE_BLOCK) // batch_size * batch_size)
+    blocks = examples.batch(block)
+    if size <= block:
+        # One block: the whole set, assembled once and kept.
+        blocks = blocks.cache()
+
+    def batches_of_block(index, block_examples, seed):
+        count = tf.shape(tf.nest.flatten(block_examples)[0])[0]
+        order = tf.argsort(tf.random.stateless_uniform([count], sub_seed(seed, index)))
+        # Blocks hold whole batches; only the last block can end in a partial one.
+        num_batches = count // batch_size if drop_remainder else -(-count // batch_size)
+
+        def batch(step):
+            indices = order[step * batch_size:(step + 1) * batch_size]
+            return tf.nest.map_structure(
+                lambda t: _with_batch_dim(tf.gather(t, indices), batch_size, drop_remainder),
+                block_examples,
+            )
+
+        return tf.data.Dataset.range(tf.cast(num_batches, tf.int64)).map(
+            batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+
+    def epoch_batches(seed):
+        return blocks.enumerate().flat_map(
+            lambda index, block_examples: batches_of_block(index, block_examples, seed)
+        )
+
+    return epoch_batches
+
+
+def shuffled(examples, size, seed):
+    """`examples` (of known `size`), one by one, in an order drawn statelessly from `seed`.
+
+    Shuffled as `shuffled_batches` shuffles; prefer it when batching next.
     """
     block = max(1, min(size, SHUFFLE_BLOCK))
 
@@ -88,3 +132,9 @@ def shuffled(examples, size, seed):
         return tf.nest.map_structure(lambda t: tf.gather(t, order), block_examples)
 
     return examples.batch(block).enumerate().map(permute).unbatch()
+
+
+def _with_batch_dim(tensor, batch_size, drop_remainder):
+    if not drop_remainder:
+        return tensor
+    return tf.ensure_shape(tensor, [batch_size, *tensor.shape[1:]])
