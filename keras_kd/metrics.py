@@ -10,6 +10,10 @@ Fidelity metrics compare a student with its teacher at temperature 1 and take
 `ExpectedCalibrationError` is of a model against labels:
 `update_state(labels, logits, sample_weight=None)`.
 
+`LinearCKA` compares representations rather than predictions:
+`update_state(teacher_features, student_features, sample_weight=None)` with
+`[batch, features]` activations (see `keras_kd.models.penultimate`).
+
 All are weighted, stream over batches and aggregate across replicas (their
 state is sums, synchronized on read).
 """
@@ -176,3 +180,123 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "num_bins": self.num_bins}
+
+
+def linear_cka(features_x, features_y):
+    """Linear centered kernel alignment of two representations of the same examples.
+
+    `CKA = |Y_c^T X_c|_F^2 / (|X_c^T X_c|_F |Y_c^T Y_c|_F)` for column-centered
+    `[examples, features]` matrices (Kornblith et al., 2019): 1 for
+    representations equal up to rotation and isotropic scaling, near 0 for
+    unrelated ones. The feature counts may differ.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).normal(size=(100, 5))
+    >>> round(linear_cka(x, 3.0 * x), 6), round(linear_cka(x, x[:, :1]), 2) < 1
+    (1.0, True)
+    """
+    metric = LinearCKA()
+    metric.update_state(features_x, features_y)
+    return float(metric.result())
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class LinearCKA(keras.metrics.Metric):
+    """Linear CKA between teacher and student features, streamed over batches.
+
+    Keeps the (weighted) sums and cross-products of both feature sets in
+    float64, from which the centered cross-covariances are formed on
+    `result()`, so batches of any size (and replicas, whose states are summed)
+    give the CKA of the whole set. See `linear_cka` for the definition.
+
+    Args:
+        name: the metric's name.
+        dtype: the dtype of `result()`.
+
+    Example:
+
+    >>> m = LinearCKA()
+    >>> x = np.random.default_rng(0).normal(size=(64, 8))
+    >>> m.update_state(x[:32], x[:32] @ np.eye(8)[::-1])
+    >>> m.update_state(x[32:], x[32:] @ np.eye(8)[::-1])
+    >>> round(float(m.result()), 6)
+    1.0
+    """
+
+    def __init__(self, name="linear_cka", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        self._state = None
+
+    def _build_state(self, x_features, y_features):
+        def variable(name, shape):
+            return self.add_variable(
+                shape=shape, initializer="zeros", dtype="float64", name=name
+            )
+
+        self._state = {
+            "count": variable("count", ()),
+            "sum_x": variable("sum_x", (x_features,)),
+            "sum_y": variable("sum_y", (y_features,)),
+            "xx": variable("xx", (x_features, x_features)),
+            "yy": variable("yy", (y_features, y_features)),
+            "yx": variable("yx", (y_features, x_features)),
+        }
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch: `y_true` the teacher's features, `y_pred` the student's."""
+        x = _as_matrix(y_true)
+        y = _as_matrix(y_pred)
+        if self._state is None:
+            if x.shape[-1] is None or y.shape[-1] is None:
+                raise ValueError(
+                    "LinearCKA needs a static feature count; got feature shapes "
+                    f"{x.shape} and {y.shape}."
+                )
+            self._build_state(x.shape[-1], y.shape[-1])
+        weights = ops.ones_like(x[:, 0])
+        if sample_weight is not None:
+            weights = ops.reshape(ops.cast(sample_weight, "float64"), (-1,))
+        weighted_x = x * ops.expand_dims(weights, -1)
+        state = self._state
+        state["count"].assign_add(ops.sum(weights))
+        state["sum_x"].assign_add(ops.sum(weighted_x, axis=0))
+        state["sum_y"].assign_add(ops.sum(y * ops.expand_dims(weights, -1), axis=0))
+        state["xx"].assign_add(ops.matmul(ops.transpose(weighted_x), x))
+        state["yy"].assign_add(
+            ops.matmul(ops.transpose(y * ops.expand_dims(weights, -1)), y)
+        )
+        state["yx"].assign_add(ops.matmul(ops.transpose(y), weighted_x))
+
+    def result(self):
+        if self._state is None:
+            return ops.cast(0.0, self.dtype)
+        state = self._state
+        count = ops.maximum(state["count"], 1e-12)
+        mean_x = state["sum_x"] / count
+        mean_y = state["sum_y"] / count
+
+        def centered(products, mean_a, mean_b):
+            # sum w (a - mu_a)(b - mu_b)^T = sum w a b^T - n mu_a mu_b^T
+            return products - count * ops.outer(mean_a, mean_b)
+
+        cross = centered(state["yx"], mean_y, mean_x)
+        norm_x = ops.sqrt(ops.sum(ops.square(centered(state["xx"], mean_x, mean_x))))
+        norm_y = ops.sqrt(ops.sum(ops.square(centered(state["yy"], mean_y, mean_y))))
+        cka = ops.divide_no_nan(ops.sum(ops.square(cross)), norm_x * norm_y)
+        return ops.cast(cka, self.dtype)
+
+    def reset_state(self):
+        for variable in (self._state or {}).values():
+            variable.assign(ops.zeros_like(variable))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _as_matrix(features):
+    features = ops.cast(features, "float64")
+    if len(features.shape) != 2:
+        features = ops.reshape(features, (ops.shape(features)[0], -1))
+    return features

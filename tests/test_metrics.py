@@ -115,3 +115,54 @@ def test_metrics_serialize():
 def test_metric_arguments_are_checked(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def _numpy_linear_cka(x, y):
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_linear_cka_streams_to_the_formula_on_the_whole_set(rng):
+    x = rng.normal(size=(90, 12)) + 3.0  # an offset the centering must remove
+    y = np.tanh(x[:, :5] @ rng.normal(size=(5, 7))) + rng.normal(size=(90, 7)) * 0.3
+    metric = metrics.LinearCKA()
+    for xb, yb in _batches(x, y, size=13):
+        metric.update_state(xb, yb)
+    expected = _numpy_linear_cka(x, y)
+    assert 0.1 < expected < 0.9
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-5)
+    metric.reset_state()
+    metric.update_state(x[:30], y[:30])
+    assert float(metric.result()) == pytest.approx(_numpy_linear_cka(x[:30], y[:30]), rel=1e-5)
+
+
+def test_linear_cka_is_invariant_to_rotation_and_scale_not_to_mixing(rng):
+    x = rng.normal(size=(200, 6))
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert metrics.linear_cka(x, 5.0 * x @ rotation) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.linear_cka(x, rng.normal(size=(200, 6))) < 0.1
+    weights = np.repeat([1.0, 0.0], 100)  # zero weight drops examples
+    metric = metrics.LinearCKA()
+    metric.update_state(x, np.concatenate([x[:100], rng.normal(size=(100, 6))]), weights)
+    assert float(metric.result()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_linear_cka_sums_over_replicas(mirrored, rng):
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (x @ rng.normal(size=(8, 3)) + rng.normal(size=(64, 3))).astype("float32")
+    with mirrored.scope():
+        metric = metrics.LinearCKA()
+        metric.update_state(x[:2], y[:2])  # builds the state in the scope
+        metric.reset_state()
+    batches = mirrored.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    )
+
+    @tf.function
+    def update(batch):
+        mirrored.run(metric.update_state, args=batch)
+
+    for batch in batches:
+        update(batch)
+    assert float(metric.result()) == pytest.approx(_numpy_linear_cka(x, y), rel=1e-4)

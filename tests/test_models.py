@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -43,3 +44,15 @@ def test_mlp_takes_feature_vectors():
 def test_bad_model_requests_are_named(name, shape, classes, message):
     with pytest.raises(ValueError, match=message):
         keras_kd.models.get(name, shape, classes)
+
+
+def test_penultimate_features_feed_the_logits_layer():
+    model = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+    features = keras_kd.models.penultimate(model)
+    x = np.random.default_rng(0).normal(size=(5, 8, 8, 1)).astype("float32")
+    logits_layer = model.layers[-1]
+    np.testing.assert_allclose(logits_layer(features(x)), model(x), rtol=1e-5, atol=1e-5)
+    ensemble = keras_kd.Ensemble([model, keras_kd.models.get("cnn", (8, 8, 1), 10, width=4)])
+    assert keras_kd.models.penultimate(ensemble)(x).shape == (5, 64 + 8)
+    with pytest.raises(ValueError, match="functional Keras model"):
+        keras_kd.models.penultimate(keras.layers.Dense(3))

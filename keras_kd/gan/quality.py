@@ -8,10 +8,9 @@ uses an Inception network's features. `class_histogram` counts the teacher's
 predicted classes on samples; mode collapse shows up as a spike.
 """
 
-import keras
 import numpy as np
 
-from keras_kd.ensemble import Ensemble
+from keras_kd import models
 
 
 def frechet_distance(features_a, features_b):
@@ -51,23 +50,12 @@ def _psd_sqrt(matrix):
 def penultimate_features(classifier, images, batch_size=256):
     """The classifier's penultimate-layer features of `images`, `[examples, d]`.
 
-    For an `Ensemble`, the members' features side by side. The classifier is
-    a functional Keras model whose last layer maps features to logits (every
-    model of `keras_kd.models` is).
+    For an `Ensemble`, the members' features side by side (see
+    `keras_kd.models.penultimate`).
     """
-    members = classifier.members if isinstance(classifier, Ensemble) else [classifier]
-    features = []
-    for member in members:
-        if not isinstance(member, keras.Model) or len(member.layers) < 2 \
-                or not hasattr(member, "inputs") or member.inputs is None:
-            raise ValueError(
-                "penultimate_features needs functional Keras models; got "
-                f"{type(member).__name__}."
-            )
-        extractor = keras.Model(member.inputs, member.layers[-2].output)
-        output = extractor.predict(np.asarray(images), batch_size=batch_size, verbose=0)
-        features.append(output.reshape(len(output), -1))
-    return np.concatenate(features, axis=1)
+    extractor = models.penultimate(classifier)
+    output = extractor.predict(np.asarray(images), batch_size=batch_size, verbose=0)
+    return output.reshape(len(output), -1)
 
 
 def class_histogram(classifier, images, num_classes, batch_size=256):

@@ -10,6 +10,8 @@
 
 import re
 
+import keras
+
 from keras_kd.models.resnet import cifar_resnet
 from keras_kd.models.simple import cnn
 from keras_kd.models.simple import mlp
@@ -40,6 +42,44 @@ def num_classes(model):
     if not isinstance(shape, tuple) or not shape:
         return None
     return shape[-1]
+
+
+def penultimate(model, name=None):
+    """A model mapping `model`'s inputs to its penultimate-layer features.
+
+    The features are the input of the last layer (the logits layer of every
+    model here), flattened to `[batch, features]`. For an ensemble (a model
+    with `members`, like `keras_kd.Ensemble`), the members' features side by
+    side.
+
+    Example:
+
+    >>> model = keras_kd.models.get("resnet8", (8, 8, 1), 10)
+    >>> keras_kd.models.penultimate(model).output_shape
+    (None, 64)
+    """
+    members = getattr(model, "members", None)
+    if members:
+        extractors = [
+            penultimate(member, f"member{k}_features") for k, member in enumerate(members)
+        ]
+        inputs = keras.Input(extractors[0].input_shape[1:])
+        features = [extractor(inputs) for extractor in extractors]
+        if len(features) > 1:
+            features = keras.layers.Concatenate()(features)
+        else:
+            features = features[0]
+        return keras.Model(inputs, features, name=name or f"{model.name}_features")
+    inputs = getattr(model, "inputs", None)
+    if not isinstance(model, keras.Model) or not inputs or len(model.layers) < 2:
+        raise ValueError(
+            "penultimate needs a functional Keras model whose last layer maps "
+            f"features to logits; got {type(model).__name__} {getattr(model, 'name', '')!r}."
+        )
+    features = model.layers[-1].input
+    if len(features.shape) > 2:
+        features = keras.layers.Flatten()(features)
+    return keras.Model(inputs, features, name=name or f"{model.name}_features")
 
 
 def check_name(name):
