@@ -1,12 +1,16 @@
-"""Callbacks for fault-tolerant training: atomic backups, and a stop on NaN."""
+"""Callbacks: atomic backups, a stop on NaN, and fidelity logged each epoch."""
 
 import math
 import os
 import re
 
 import keras
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
+from keras_kd import batch as batch_lib
 from keras_kd import export
+from keras_kd import metrics as metrics_lib
 
 _BACKUP_NAME = re.compile(r"^epoch-(\d+)\.weights\.h5$")
 
@@ -148,3 +152,154 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"(the logs are means over the epoch so far): {described}."
         )
         raise NonFiniteLossError(f"{message} {self.context}".strip())
+
+
+class FidelityCallback(keras.callbacks.Callback):
+    """Logs how closely the student matches its teacher on a split, each epoch.
+
+    At the end of every `every`-th epoch it measures, on `data`, the top-1
+    agreement and the predictive KL (nats) of the student against the
+    teacher at temperature 1, and the student's accuracy when the batches
+    carry labels. They enter the epoch's logs as `<name>_agreement`,
+    `<name>_predictive_kl` and `<name>_accuracy`, so `History` (what `fit`
+    returns), the progress bar, `CSVLogger` and any callback after this one
+    see them. With `log_dir`, they are also written for TensorBoard to
+    `<log_dir>/<name>` as `epoch_agreement`, ... (the layout of
+    `keras.callbacks.TensorBoard`, so the curves sit beside its own).
+
+    The teacher is fixed, so its outputs on `data` are computed once, at the
+    first measurement, and kept in memory; `data` must therefore be the same
+    batches every epoch (a held-out split, not a shuffled or augmented
+    stream) and small enough to keep.
+
+    Args:
+        data: batches in any `keras_kd.batch` format (a `tf.data.Dataset`
+            or a list); those carrying `teacher_logits` do not call the teacher.
+        name: prefix of the logged names (`"test"`, `"train"`, ...).
+        teacher: the teacher model; default: the fitted model's `teacher`
+            (a `keras_kd.Distiller`'s).
+        student: the student model; default: the fitted model's `student`,
+            or the fitted model itself.
+        log_dir: TensorBoard folder, or `None`.
+        every: measure every this many epochs (and after the last).
+
+    Example:
+
+    >>> teacher = keras_kd.models.get("mlp", (4,), 3)
+    >>> student = keras_kd.models.get("mlp", (4,), 3, hidden_units=(8,))
+    >>> distiller = keras_kd.Distiller(student, teacher)
+    >>> distiller.compile("adam")
+    >>> x = np.random.rand(32, 4); y = np.random.randint(0, 3, 32)
+    >>> held_out = [(x[:16], y[:16])]
+    >>> history = distiller.fit(x, y, epochs=2, verbose=0,
+    ...                         callbacks=[keras_kd.callbacks.FidelityCallback(held_out)])
+    >>> len(history.history["test_agreement"])
+    2
+    """
+
+    def __init__(self, data, name="test", teacher=None, student=None, log_dir=None, every=1):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer; got {every!r}.")
+        if not name or not isinstance(name, str):
+            raise ValueError(f"name must be a non-empty string; got {name!r}.")
+        self.data = data
+        self.name = name
+        self.teacher = teacher
+        self.student = student
+        self.log_dir = log_dir
+        self.every = every
+        self._batches = None
+        self._writer = None
+        self._measure = None
+        self._trackers = {
+            "agreement": metrics_lib.Agreement(),
+            "predictive_kl": metrics_lib.PredictiveKL(),
+            "accuracy": keras.metrics.MeanMetricWrapper(metrics_lib.accuracy),
+        }
+
+    def _models(self):
+        teacher = self.teacher or getattr(self.model, "teacher", None)
+        student = self.student or getattr(self.model, "student", self.model)
+        if teacher is None:
+            raise ValueError(
+                "FidelityCallback needs a teacher: fit a keras_kd.Distiller or "
+                "pass teacher=..."
+            )
+        return teacher, student
+
+    def _held_out_batches(self, teacher):
+        """`(x, y or None, teacher_logits, sample_weight or None)` per batch."""
+        batches = []
+        for data in self.data:
+            batch = batch_lib.unpack(data)
+            logits = batch.teacher_logits
+            if logits is None:
+                logits = teacher(batch.x, training=False)
+            labeled = None if batch.y is None else batch_lib.labeled_weight(batch)
+            batches.append((batch.x, batch.y, tf.cast(logits, "float32"),
+                             batch.sample_weight, labeled))
+        if not batches:
+            raise ValueError(f"FidelityCallback({self.name!r}) got no batches.")
+        return batches
+
+    def _measure_batch(self, student, x, y, teacher_logits, sample_weight, labeled):
+        student_logits = tf.cast(student(x, training=False), "float32")
+        self._trackers["agreement"].update_state(teacher_logits, student_logits, sample_weight)
+        self._trackers["predictive_kl"].update_state(
+            teacher_logits, student_logits, sample_weight
+        )
+        if y is not None:
+            self._trackers["accuracy"].update_state(y, student_logits, labeled)
+
+    def measure(self):
+        """The fidelity of the student now, as a dict of floats."""
+        teacher, student = self._models()
+        if self._batches is None:
+            self._batches = self._held_out_batches(teacher)
+            self._measure = tf.function(
+                lambda *batch: self._measure_batch(student, *batch), reduce_retracing=True
+            )
+        for tracker in self._trackers.values():
+            tracker.reset_state()
+        for batch in self._batches:
+            self._measure(*batch)
+        names = ("agreement", "predictive_kl")
+        if self._batches[0][1] is not None:
+            names += ("accuracy",)
+        return {name: float(self._trackers[name].result()) for name in names}
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params.get("epochs") if self.params else None
+        if (epoch + 1) % self.every and epoch + 1 != last:
+            return
+        results = self.measure()
+        if logs is not None:
+            logs.update({f"{self.name}_{key}": value for key, value in results.items()})
+        if self.log_dir:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(
+                    os.path.join(self.log_dir, self.name)
+                )
+            with self._writer.as_default():
+                for key, value in results.items():
+                    _write_scalar(f"epoch_{key}", value, epoch)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _write_scalar(tag, value, step):
+    """`tf.summary.scalar` without the TensorBoard package it needs.
+
+    Writes the summary TensorBoard's scalar plugin writes (a float32 tensor
+    tagged for the `scalars` plugin), so the curves show in TensorBoard, but
+    training does not need TensorBoard installed.
+    """
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    tf.summary.write(tag, tf.constant(value, "float32"), step=step, metadata=metadata)
