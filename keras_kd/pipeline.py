@@ -4,6 +4,7 @@
 from a notebook or a sweep to get the same run and the same files.
 """
 
+import csv
 import dataclasses
 import os
 import shutil
@@ -11,10 +12,12 @@ import time
 
 import keras
 
+from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
 from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
+from keras_kd import initialization
 from keras_kd import models
 from keras_kd import training
 from keras_kd.distiller import Distiller
@@ -37,6 +40,14 @@ class DistillConfig:
     caching. The `gan` stage samples the Keras generator at `generator`
     (default `<saved_models_dir>/<dataset>/gan/generator.keras`).
 
+    `student_init` is `"random"` or `"interpolate:LAMBDA"`: the student
+    starts at `LAMBDA * target + (1 - LAMBDA) * random_init`, where the
+    target (`student_init_from`) is the teacher's trained weights
+    (`"teacher"`) or the weights it was initialized with (`"teacher_init"`);
+    this needs a one-member teacher of the student's architecture, and the
+    student's BatchNormalization statistics are re-estimated on the training
+    split after interpolating.
+
     `runtime` (a `keras_kd.runtime.Runtime`) sets the strategy, precision,
     XLA and determinism of every fit, and the backup folder (default
     `<output_dir>/backup`) from which a rerun of the same run resumes.
@@ -48,6 +59,8 @@ class DistillConfig:
     members: int = 3
     teacher_epochs: int = 15
     student_arch: str = "resnet8"
+    student_init: str = "random"
+    student_init_from: str = "teacher"
     alpha: float = 0.0
     temperature: float = 4.0
     epochs: int = 30
@@ -94,9 +107,23 @@ class DistillConfig:
         if not isinstance(self.members, int) or self.members < 1:
             raise ValueError(f"members must be a positive integer; got {self.members!r}.")
         check_hyperparameters(self.alpha, self.temperature)
+        init = self.initialization()
+        if init.interpolation is not None and (
+            self.student_arch != self.teacher_arch or self.members != 1
+        ):
+            raise ValueError(
+                f"student_init={self.student_init!r} interpolates toward the teacher's "
+                "weights, so it needs a one-member teacher of the student's architecture; "
+                f"got members={self.members}, teacher_arch={self.teacher_arch!r}, "
+                f"student_arch={self.student_arch!r}."
+            )
         self.runtime.validate()
         policy = self.policy_for(self.dataset)
         data_lib.check_cache_request(policy, self.teacher_cache, self.cached_views)
+
+    def initialization(self):
+        """The validated `keras_kd.initialization.StudentInit`."""
+        return initialization.StudentInit.parse(self.student_init, self.student_init_from)
 
     def policy_for(self, dataset_name):
         """The validated `keras_kd.data.Policy`, `flip` resolved for the dataset."""
@@ -121,6 +148,8 @@ class DistillConfig:
             run_name += f"_{self.policy}"
         if self.cached_views:
             run_name += f"_views{self.cached_views}"
+        if self.initialization().interpolation is not None:
+            run_name += f"_init{self.student_init.replace(':', '')}-{self.student_init_from}"
         output_dir = self.output_dir or os.path.join(root, "distill", run_name)
         teachers_dir = self.teachers_dir or os.path.join(root, "teachers")
         return output_dir, teachers_dir
@@ -146,7 +175,10 @@ def run(config, verbose="auto"):
     """Runs the main job and writes its files; returns the report.
 
     Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
-    "teacher_members", "artifacts", "timing", "resumed_at_epoch"}`),
+    "teacher_members", "artifacts", "timing", "resumed_at_epoch",
+    "history", "student_start"}`: `history` holds the per-epoch logs,
+    fidelity on the train and test splits included; `student_start` the
+    test fidelity of an interpolated student before training),
     `<output_dir>/report.md`, and the student as `<output_dir>/saved_model`
     and `<output_dir>/student.keras`. Teachers are reused from (or saved to)
     `<teachers_dir>`. Fidelity is reported on the `train` split (as it is,
@@ -206,9 +238,15 @@ def run(config, verbose="auto"):
     started = time.perf_counter()
     student_backup = distribute.worker_backup_dir(os.path.join(backup_dir, "student"), strategy)
     initial_epoch = training.resume_epoch(student_backup, strategy)
+    # The per-epoch logs live beside the backup, so a resumed run keeps them.
+    history_path = os.path.join(student_backup, "history.csv")
+    if initial_epoch == 0 and os.path.exists(history_path):
+        os.remove(history_path)
+    os.makedirs(student_backup, exist_ok=True)
     keras.utils.set_random_seed(training.derived_seed(config.seed, "student"))
     with strategy.scope():
         student = models.get(config.student_arch, data.info.input_shape, data.info.num_classes)
+        start = _initialize_student(student, config, data, teacher)
         distiller = Distiller(
             student, teacher, alpha=config.alpha, temperature=config.temperature
         )
@@ -223,8 +261,14 @@ def run(config, verbose="auto"):
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
-        validation_data=data_lib.batched(data.test, config.batch_size),
-        callbacks=training.fit_callbacks(student_backup, "the student"),
+        callbacks=[
+            callbacks_lib.FidelityCallback(data_lib.batched(data.test, config.batch_size), "test"),
+            callbacks_lib.FidelityCallback(
+                data_lib.batched(data.train, config.batch_size), "train"
+            ),
+            keras.callbacks.CSVLogger(history_path, append=True),
+            *training.fit_callbacks(student_backup, "the student"),
+        ],
         verbose=verbose,
         shuffle=False,
     )
@@ -237,7 +281,10 @@ def run(config, verbose="auto"):
         "test": data_lib.batched(data.test, config.batch_size),
         "distill": distill_set.take(test_batches),
     }
-    split_metrics = evaluation.fidelity_report(teacher, student, splits)
+    split_metrics = evaluation.fidelity_report(
+        teacher, student, splits, distillation=(config.alpha, config.temperature),
+        representation=True,
+    )
     timing["evaluate_s"] = time.perf_counter() - started
 
     written_dir = distribute.worker_dir(output_dir, strategy)
@@ -261,6 +308,8 @@ def run(config, verbose="auto"):
         "artifacts": artifacts,
         "timing": timing,
         "resumed_at_epoch": initial_epoch,
+        "student_start": {"test": start} if start else None,
+        "history": read_history(history_path, config.epochs),
     }
     export.write_text(report_markdown(report), artifacts["report_md"])
     export.write_json(report, os.path.join(written_dir, "report.json"))
@@ -269,6 +318,50 @@ def run(config, verbose="auto"):
                   ignore_errors=True)
     distribute.cleanup_worker_dirs()
     return report
+
+
+def _initialize_student(student, config, data, teacher):
+    """Interpolates the fresh student toward the teacher, if the config asks to.
+
+    Returns the interpolated student's fidelity on the test split (where
+    training starts from), or `None` for a random start.
+    """
+    init = config.initialization()
+    if init.interpolation is None:
+        return None
+    if init.source == "teacher":
+        target = teacher.members[0]
+    else:
+        spec = config.teacher_spec()
+        target = training.initial_model(spec, data.info, training.member_seed(spec, 0))
+    initialization.interpolate_weights(student, target, init.interpolation)
+    initialization.reestimate_batch_norm(
+        student, data_lib.batched(data.train, config.batch_size)
+    )
+    return evaluation.fidelity_metrics(
+        teacher, student, data_lib.batched(data.test, config.batch_size)
+    )
+
+
+def read_history(path, epochs):
+    """The per-epoch logs a run's CSVLogger wrote, as `{name: [value per epoch]}`.
+
+    An epoch logged twice (a run killed after logging it but before its
+    backup repeats it) keeps its last row.
+    """
+    if not os.path.exists(path):
+        return {}
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["epoch"])] = row
+    history = {}
+    for epoch in sorted(rows)[:epochs]:
+        for name, value in rows[epoch].items():
+            if name != "epoch" and value not in (None, "", "NA"):
+                history.setdefault(name, []).append(float(value))
+    history["epoch"] = [epoch + 1 for epoch in sorted(rows)[:epochs]]
+    return history
 
 
 def _policy_and_source(config, info):
@@ -316,7 +409,10 @@ def report_markdown(report):
         "at temperature 1; ECE is each model's calibration against labels. "
         "`train` is the training split as it is; `distill` is a sample of the "
         "distillation set the student was fit on (accuracy and ECE over its "
-        "labeled examples, against mixed labels where the policy mixes).",
+        "labeled examples, against mixed labels where the policy mixes). "
+        "linear_cka is the linear CKA of the teacher's and the student's "
+        "penultimate features; distillation_loss is the loss the student "
+        "minimized (at the run's alpha and temperature).",
         "",
         f"Student: `{report['artifacts']['saved_model']}` (SavedModel), "
         f"`{report['artifacts']['keras']}` (Keras).",

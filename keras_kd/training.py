@@ -152,6 +152,20 @@ def fit_callbacks(backup_dir, name):
     ]
 
 
+def initial_model(spec, info, seed):
+    """`spec.arch` for the dataset `info`, initialized as `train_classifier(..., seed)` starts it.
+
+    Build it in the strategy scope the model is used in.
+    """
+    keras.utils.set_random_seed(seed)
+    return models.get(spec.arch, info.input_shape, info.num_classes)
+
+
+def member_seed(spec, member):
+    """The seed of teacher member `member` trained by `ensemble_members`."""
+    return derived_seed(spec.seed, "member", member)
+
+
 def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=None):
     """Trains `spec.arch` on `data.train` with cross-entropy; returns the model.
 
@@ -167,9 +181,8 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
     steps = data_lib.steps_per_epoch(
         data_lib.batched(data.train, spec.batch_size)
     )
-    keras.utils.set_random_seed(seed)
     with strategy.scope():
-        model = models.get(spec.arch, data.info.input_shape, data.info.num_classes)
+        model = initial_model(spec, data.info, seed)
         trainer = Trainer(model)
         trainer.compile(
             optimizer=spec.optimizer_for(data.info.num_train, steps),
@@ -243,7 +256,7 @@ def ensemble_members(
                 os.path.join(backup_dir, f"{spec.arch}-{key}", f"member_{k}"), strategy
             )
         model = train_classifier(
-            spec, data, derived_seed(spec.seed, "member", k), verbose, runtime, member_backup
+            spec, data, member_seed(spec, k), verbose, runtime, member_backup
         )
         test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
         path = os.path.join(write_folder, os.path.basename(path))

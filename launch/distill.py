@@ -19,6 +19,16 @@ _DEFAULTS = pipeline.DistillConfig()
 
 common_flags.define_teacher_flags(_DEFAULTS)
 flags.DEFINE_string("student_arch", _DEFAULTS.student_arch, "Student architecture.")
+flags.DEFINE_string(
+    "student_init", _DEFAULTS.student_init,
+    "Student initialization: random, or interpolate:LAMBDA for LAMBDA * target + "
+    "(1 - LAMBDA) * random (needs --members=1 and --student_arch=--teacher_arch).",
+)
+flags.DEFINE_enum(
+    "student_init_from", _DEFAULTS.student_init_from, ["teacher", "teacher_init"],
+    "Target of --student_init=interpolate: the teacher's trained weights, or the "
+    "weights it was initialized with.",
+)
 flags.DEFINE_float(
     "alpha", _DEFAULTS.alpha,
     "Weight of the hard-label loss; 0 is pure distillation.",
@@ -78,36 +88,64 @@ flags.DEFINE_string(
 
 FLAGS = flags.FLAGS
 
+# The flags that make up a run's DistillConfig (what launch.sweep may vary).
+CONFIG_FLAGS = (
+    "dataset", "data_dir", "teacher_arch", "members", "teacher_epochs", "student_arch",
+    "student_init", "student_init_from", "alpha", "temperature", "epochs", "policy", "flip",
+    "mixup_alpha", "mixup_portion", "synthetic_fraction", "synthetic_temperature",
+    "generator", "teacher_cache", "cached_views", "cache_dir", "output_dir", "teachers_dir",
+    "saved_models_dir", "batch_size", "optimizer", "lr", "weight_decay", "seed",
+)
+
+
+def config_from_flags(overrides=None):
+    """The run's `DistillConfig` from the flags, `overrides` (name: value) winning."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(CONFIG_FLAGS))
+    if unknown:
+        raise ValueError(f"Not flags of launch.distill's config: {unknown}.")
+
+    def value(name):
+        return overrides[name] if name in overrides else FLAGS[name].value
+
+    return pipeline.DistillConfig(
+        dataset=value("dataset"),
+        data_dir=value("data_dir"),
+        teacher_arch=value("teacher_arch"),
+        members=value("members"),
+        teacher_epochs=value("teacher_epochs"),
+        student_arch=value("student_arch"),
+        student_init=value("student_init"),
+        student_init_from=value("student_init_from"),
+        alpha=value("alpha"),
+        temperature=value("temperature"),
+        epochs=value("epochs"),
+        policy=value("policy"),
+        flip={"auto": None, "on": True, "off": False}[value("flip")],
+        mixup_alpha=value("mixup_alpha"),
+        mixup_portion=value("mixup_portion"),
+        synthetic_fraction=value("synthetic_fraction"),
+        synthetic_temperature=value("synthetic_temperature"),
+        generator=value("generator"),
+        teacher_cache=value("teacher_cache"),
+        cached_views=value("cached_views"),
+        cache_dir=value("cache_dir"),
+        output_dir=value("output_dir"),
+        teachers_dir=value("teachers_dir"),
+        saved_models_dir=value("saved_models_dir"),
+        batch_size=value("batch_size"),
+        optimizer=value("optimizer"),
+        lr=value("lr"),
+        weight_decay=value("weight_decay"),
+        seed=value("seed"),
+        runtime=common_flags.runtime_settings(),
+    )
+
 
 def main(argv):
     del argv
     common_flags.configure_logging()
-    config = common_flags.validated(pipeline.DistillConfig(
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        teacher_arch=FLAGS.teacher_arch,
-        members=FLAGS.members,
-        teacher_epochs=FLAGS.teacher_epochs,
-        student_arch=FLAGS.student_arch,
-        alpha=FLAGS.alpha,
-        temperature=FLAGS.temperature,
-        epochs=FLAGS.epochs,
-        policy=FLAGS.policy,
-        flip={"auto": None, "on": True, "off": False}[FLAGS.flip],
-        mixup_alpha=FLAGS.mixup_alpha,
-        mixup_portion=FLAGS.mixup_portion,
-        synthetic_fraction=FLAGS.synthetic_fraction,
-        synthetic_temperature=FLAGS.synthetic_temperature,
-        generator=FLAGS.generator,
-        teacher_cache=FLAGS.teacher_cache,
-        cached_views=FLAGS.cached_views,
-        cache_dir=FLAGS.cache_dir,
-        output_dir=FLAGS.output_dir,
-        teachers_dir=FLAGS.teachers_dir,
-        saved_models_dir=FLAGS.saved_models_dir,
-        runtime=common_flags.runtime_settings(),
-        **common_flags.training_settings(),
-    ))
+    config = common_flags.validated(config_from_flags())
     try:
         report = common_flags.run_or_exit(
             pipeline.run, config, verbose=common_flags.verbosity()

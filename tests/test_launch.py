@@ -29,7 +29,8 @@ def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
     for split in ("train", "test"):
         row = report["splits"][split]
         assert set(row) == {"teacher_accuracy", "student_accuracy", "agreement",
-                            "predictive_kl", "student_ece", "teacher_ece"}
+                            "predictive_kl", "student_ece", "teacher_ece", "linear_cka",
+                            "distillation_loss"}
         assert 0.0 <= row["agreement"] <= 1.0 and row["predictive_kl"] >= 0.0
         assert 0.5 < row["teacher_accuracy"] <= 1.0  # one epoch of an MLP on digits learns
     assert os.path.isfile(os.path.join(report["artifacts"]["saved_model"], "saved_model.pb"))
@@ -88,6 +89,8 @@ def test_train_teachers_saves_members_with_metrics(tmp_path):
         ("--policy=gan", "Train one with `python -m launch.train_gan --dataset=digits`"),
         ("--cached_views=2", "policy 'identity' is static"),
         ("--mixup_portion=2", "mixup_portion"),
+        ("--student_init=interpolate:0.5", "needs a one-member teacher of the student's architecture"),
+        ("--student_init=warm", "Unknown student_init 'warm'"),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, flag, message):
@@ -104,7 +107,7 @@ def test_helpfull_documents_the_flags():
                  "--epochs", "--batch_size", "--optimizer", "--lr", "--seed", "--output_dir",
                  "--policy", "--flip", "--mixup_alpha", "--mixup_portion", "--synthetic_fraction",
                  "--synthetic_temperature", "--generator", "--teacher_cache", "--cached_views",
-                 "--cache_dir"):
+                 "--cache_dir", "--student_init", "--student_init_from"):
         assert flag in out
 
 
