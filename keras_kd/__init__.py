@@ -2,7 +2,7 @@
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
 `models`, `data`, `distribute`, `runtime`, `callbacks`, `evaluation`, `export`,
-`training`, `pipeline` and `gan`.
+`training`, `initialization`, `pipeline`, `experiments` and `gan`.
 """
 
 try:
@@ -27,8 +27,10 @@ from keras_kd import callbacks
 from keras_kd import data
 from keras_kd import distribute
 from keras_kd import evaluation
+from keras_kd import experiments
 from keras_kd import export
 from keras_kd import gan
+from keras_kd import initialization
 from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
@@ -48,8 +50,10 @@ __all__ = [
     "data",
     "distribute",
     "evaluation",
+    "experiments",
     "export",
     "gan",
+    "initialization",
     "losses",
     "metrics",
     "models",

@@ -1,0 +1,30 @@
+"""Sweeps of distillation runs, and their results as tables and plots.
+
+A sweep is a list of `Run`s, usually `grid_runs` of a base configuration over
+grids of settings and seeds; `run_sweep` runs those not finished yet and
+writes `results.csv`, `results.json`, `summary.md` (means ± standard
+deviations over seeds) and PNG plots. `launch.sweep` drives it from the
+flagfiles in `launch/experiments/`.
+"""
+
+from keras_kd.experiments.plots import write_plots
+from keras_kd.experiments.results import result_row
+from keras_kd.experiments.results import summarize
+from keras_kd.experiments.results import summary_markdown
+from keras_kd.experiments.results import write_results
+from keras_kd.experiments.sweep import Run
+from keras_kd.experiments.sweep import expand_grids
+from keras_kd.experiments.sweep import run_id
+from keras_kd.experiments.sweep import run_sweep
+
+__all__ = [
+    "Run",
+    "expand_grids",
+    "result_row",
+    "run_id",
+    "run_sweep",
+    "summarize",
+    "summary_markdown",
+    "write_plots",
+    "write_results",
+]

@@ -1,0 +1,194 @@
+"""PNG plots of a sweep's results (matplotlib, drawn off-screen)."""
+
+import os
+
+import numpy as np
+
+from keras_kd.experiments import results as results_lib
+
+SPLIT_STYLES = {"train": "--", "test": "-", "distill": ":"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def write_plots(rows, output_dir):
+    """Draws every plot that the rows have data for; returns the paths written.
+
+    - `agreement_accuracy.png`: test agreement and test accuracies per configuration;
+    - `train_vs_test_fidelity.png`: agreement and KL on train, test and distill;
+    - `fidelity_vs_epochs.png`: train and test fidelity after each epoch;
+    - `fidelity_vs_lambda.png`: for students initialized between a random
+      point and the teacher (`student_init=interpolate:LAMBDA`), fidelity and
+      the final distillation loss against `LAMBDA`.
+    """
+    if not rows:
+        return []
+    summary = results_lib.summarize(rows)
+    written = []
+    for name, draw in (
+        ("agreement_accuracy.png", lambda path: agreement_accuracy(summary, path)),
+        ("train_vs_test_fidelity.png", lambda path: train_vs_test_fidelity(summary, path)),
+        ("fidelity_vs_epochs.png", lambda path: fidelity_vs_epochs(rows, path)),
+        ("fidelity_vs_lambda.png", lambda path: fidelity_vs_lambda(rows, path)),
+    ):
+        path = os.path.join(output_dir, name)
+        if draw(path):
+            written.append(path)
+    return written
+
+
+def _grouped_bars(axis, summary, series, ylabel):
+    """Bars with standard-deviation whiskers, one group per configuration."""
+    positions = np.arange(len(summary))
+    width = 0.8 / len(series)
+    for index, (metric, legend) in enumerate(series):
+        means = [group["metrics"].get(metric, (np.nan, 0))[0] for group in summary]
+        stds = [group["metrics"].get(metric, (np.nan, 0))[1] for group in summary]
+        axis.bar(positions + (index - (len(series) - 1) / 2) * width, means, width,
+                 yerr=stds, capsize=2, label=legend)
+    axis.set_xticks(positions)
+    axis.set_xticklabels([group["label"] for group in summary], rotation=30, ha="right",
+                         fontsize=8)
+    axis.set_ylabel(ylabel)
+    axis.grid(axis="y", alpha=0.3)
+
+
+def _save(figure, path):
+    pyplot = _pyplot()
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+    return True
+
+
+def agreement_accuracy(summary, path):
+    """Test agreement, student and teacher test accuracy, per configuration."""
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(max(6, 0.9 * len(summary) + 3), 4))
+    _grouped_bars(axis, summary, [
+        ("test_agreement", "test agreement"),
+        ("test_student_accuracy", "student test accuracy"),
+        ("test_teacher_accuracy", "teacher test accuracy"),
+    ], "fraction")
+    low = min(
+        group["metrics"][name][0] - group["metrics"][name][1]
+        for group in summary
+        for name in ("test_agreement", "test_student_accuracy", "test_teacher_accuracy")
+        if name in group["metrics"]
+    )
+    axis.set_ylim(max(0.0, low - 0.05), 1.0)
+    axis.legend(fontsize=8, loc="lower right")
+    axis.set_title("Agreement with the teacher and accuracy (test split, mean ± std)")
+    return _save(figure, path)
+
+
+def train_vs_test_fidelity(summary, path):
+    """Agreement and predictive KL on the train, test and distill splits."""
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(max(9, 1.6 * len(summary) + 4), 4))
+    for axis, metric, ylabel in (
+        (axes[0], "agreement", "top-1 agreement"),
+        (axes[1], "predictive_kl", "predictive KL (nats)"),
+    ):
+        _grouped_bars(axis, summary, [
+            (f"{split}_{metric}", split) for split in ("train", "test", "distill")
+        ], ylabel)
+        axis.legend(fontsize=8)
+    axes[0].set_title("Fidelity on each split (mean ± std)")
+    return _save(figure, path)
+
+
+def _mean_curve(rows, key):
+    curves = [row["history"][key] for row in rows if key in row.get("history", {})]
+    if not curves:
+        return None, None
+    length = min(len(curve) for curve in curves)
+    stacked = np.array([curve[:length] for curve in curves])
+    return stacked.mean(axis=0), stacked.std(axis=0)
+
+
+def fidelity_vs_epochs(rows, path):
+    """Train and test agreement and KL after each epoch, per configuration."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(results_lib.label(row["settings"]), []).append(row)
+    if not any("test_agreement" in row.get("history", {}) for row in rows):
+        return False
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.5))
+    colors = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, members) in enumerate(groups.items()):
+        color = colors[index % len(colors)]
+        for axis, metric in ((axes[0], "agreement"), (axes[1], "predictive_kl")):
+            for split in ("test", "train"):
+                mean, std = _mean_curve(members, f"{split}_{metric}")
+                if mean is None:
+                    continue
+                epochs = np.arange(1, len(mean) + 1)
+                axis.plot(epochs, mean, SPLIT_STYLES[split], color=color,
+                          label=f"{name} ({split})" if axis is axes[0] else None)
+                axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12)
+    axes[0].set_ylabel("top-1 agreement")
+    axes[1].set_ylabel("predictive KL (nats)")
+    axes[1].set_yscale("log")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].set_title("Fidelity during distillation (solid: test, dashed: train)")
+    figure.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(figure, path)
+
+
+def _interpolation(row):
+    init = str(row["config"].get("student_init", "random"))
+    if not init.startswith("interpolate:"):
+        return None
+    return float(init.partition(":")[2])
+
+
+def fidelity_vs_lambda(rows, path):
+    """Fidelity and final distillation loss against the initialization's `lambda`."""
+    interpolated = [row for row in rows if _interpolation(row) is not None]
+    if not interpolated:
+        return False
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    sources = sorted({row["config"].get("student_init_from", "teacher") for row in interpolated})
+    colors = {"train": "tab:blue", "test": "tab:orange", "distill": "tab:green"}
+    markers = {"teacher": "o", "teacher_init": "s"}
+    for source in sources:
+        by_lambda = {}
+        for row in interpolated:
+            if row["config"].get("student_init_from", "teacher") == source:
+                by_lambda.setdefault(_interpolation(row), []).append(row)
+        lambdas = sorted(by_lambda)
+
+        def stats(metric):
+            values = [[row["metrics"][metric] for row in by_lambda[lam]] for lam in lambdas]
+            return np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values])
+
+        for split in ("train", "test", "distill"):
+            mean, std = stats(f"{split}_agreement")
+            axes[0].errorbar(lambdas, mean, yerr=std, color=colors[split],
+                             linestyle=SPLIT_STYLES[split], marker=markers.get(source, "o"),
+                             capsize=2, label=f"{split}, toward {source}")
+        mean, std = stats("distill_distillation_loss")
+        axes[1].errorbar(lambdas, mean, yerr=std, marker=markers.get(source, "o"),
+                         capsize=2, label=f"toward {source}")
+    axes[0].set_ylabel("top-1 agreement")
+    axes[0].set_title("Fidelity vs initialization (lambda * target + (1 - lambda) * random)")
+    axes[1].set_ylabel("final distillation loss (distillation set)")
+    axes[1].set_yscale("log")
+    for axis in axes:
+        axis.set_xlabel("lambda")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    return _save(figure, path)

@@ -1,0 +1,223 @@
+"""Result rows of a sweep, their summary over seeds, and the files they go to."""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+
+from keras_kd import export
+
+# (metric, column title) of the summary table, in order.
+SUMMARY_COLUMNS = (
+    ("test_teacher_accuracy", "teacher test acc"),
+    ("test_student_accuracy", "student test acc"),
+    ("test_agreement", "test agreement"),
+    ("test_predictive_kl", "test KL"),
+    ("train_agreement", "train agreement"),
+    ("train_predictive_kl", "train KL"),
+    ("distill_agreement", "distill agreement"),
+    ("distill_predictive_kl", "distill KL"),
+    ("test_linear_cka", "test CKA"),
+    ("distill_distillation_loss", "distill loss"),
+)
+
+
+def result_row(experiment, run_id, settings, report, wall_s):
+    """One run's row: its settings, every config field, every metric, its history.
+
+    Args:
+        experiment: the sweep's name.
+        run_id: the run's name in the sweep.
+        settings: the run's swept settings (the seed included).
+        report: the report `keras_kd.pipeline.run` returned.
+        wall_s: the run's wall time in seconds.
+
+    Returns:
+        A JSON-ready dict: `experiment`, `run_id`, `settings`, `metrics`
+        (`<split>_<metric>`, e.g. `test_agreement`), `wall_s`, `config`,
+        `timing` and `history` (per-epoch logs).
+    """
+    metrics = {
+        f"{split}_{name}": value
+        for split, values in report["splits"].items()
+        for name, value in values.items()
+    }
+    members = report.get("teacher_members") or []
+    if members:
+        accuracies = [member["test_accuracy"] for member in members]
+        metrics["teacher_members_test_accuracy"] = float(np.mean(accuracies))
+    return {
+        "experiment": experiment,
+        "run_id": run_id,
+        "settings": dict(settings),
+        "metrics": metrics,
+        "wall_s": float(wall_s),
+        "config": report["config"],
+        "timing": report.get("timing", {}),
+        "history": report.get("history", {}),
+    }
+
+
+def headline(row):
+    """A one-line digest of a row: test accuracy, agreement and KL."""
+    metrics = row["metrics"]
+    parts = [
+        f"{title} {metrics[name]:.4f}"
+        for name, title in (
+            ("test_student_accuracy", "student test acc"),
+            ("test_agreement", "test agreement"),
+            ("test_predictive_kl", "test KL"),
+        )
+        if name in metrics
+    ]
+    return ", ".join(parts)
+
+
+def configuration(settings):
+    """The settings that define a configuration: all but the seed."""
+    return {name: value for name, value in settings.items() if name != "seed"}
+
+
+def label(settings):
+    """A short label of a configuration, e.g. `'members=3'`.
+
+    Example:
+
+    >>> label({"temperature": 4.0, "alpha": 0.5, "seed": 1})
+    'temperature=4, alpha=0.5'
+    """
+    parts = [
+        f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in configuration(settings).items()
+    ]
+    return ", ".join(parts) or "base"
+
+
+def summarize(rows):
+    """Mean and standard deviation over seeds of each configuration's metrics.
+
+    Rows whose settings differ only in `seed` form one configuration. The
+    standard deviation is the sample one (`ddof=1`); 0 for a single run.
+
+    Returns:
+        A list, in first-appearance order, of dicts with `settings` (the
+        configuration), `label`, `runs`, `seeds`, `wall_s` (mean) and
+        `metrics`: `{name: (mean, std)}`.
+    """
+    groups = {}
+    for row in rows:
+        key = json.dumps(configuration(row["settings"]), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(row)
+    summary = []
+    for members in groups.values():
+        names = sorted(set().union(*(row["metrics"] for row in members)))
+        metrics = {}
+        for name in names:
+            values = np.array([row["metrics"][name] for row in members if name in row["metrics"]])
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            metrics[name] = (float(values.mean()), std)
+        settings = configuration(members[0]["settings"])
+        summary.append({
+            "settings": settings,
+            "label": label(settings),
+            "runs": len(members),
+            "seeds": [row["settings"].get("seed") for row in members],
+            "wall_s": float(np.mean([row["wall_s"] for row in members])),
+            "metrics": metrics,
+        })
+    return summary
+
+
+def summary_markdown(rows, description=""):
+    """`summary.md`: a table of means ± std over seeds, one line per configuration."""
+    summary = summarize(rows)
+    columns = [
+        (name, title) for name, title in SUMMARY_COLUMNS
+        if any(name in group["metrics"] for group in summary)
+    ]
+    lines = [description.strip(), ""] if description.strip() else []
+    lines += [
+        "| configuration | runs | " + " | ".join(title for _, title in columns)
+        + " | wall s/run |",
+        "|---" * (len(columns) + 3) + "|",
+    ]
+    for group in summary:
+        cells = []
+        for name, _ in columns:
+            if name in group["metrics"]:
+                mean, std = group["metrics"][name]
+                cells.append(f"{mean:.4f} ± {std:.4f}")
+            else:
+                cells.append("")
+        lines.append(
+            f"| {group['label']} | {group['runs']} | " + " | ".join(cells)
+            + f" | {group['wall_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "Means ± sample standard deviations over the seeds of each configuration. "
+        "Agreement and KL (nats) compare the student with the teacher at temperature 1 "
+        "on the training split (as it is), the test split and a sample of the "
+        "distillation set; CKA is the linear CKA of their penultimate features on the "
+        "test split; the distill loss is the loss the student minimized, on the "
+        "distillation-set sample.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows):
+    """The rows as CSV: settings, metrics, wall time, then every config field."""
+    setting_names = _ordered_union(row["settings"] for row in rows)
+    metric_names = _ordered_union(row["metrics"] for row in rows)
+    flat_configs = [_flatten(row["config"], "config") for row in rows]
+    config_names = _ordered_union(flat_configs)
+    header = ["experiment", "run_id", *setting_names, *metric_names, "wall_s", *config_names]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row, config in zip(rows, flat_configs):
+        values = {
+            "experiment": row["experiment"],
+            "run_id": row["run_id"],
+            "wall_s": row["wall_s"],
+            **row["settings"],
+            **row["metrics"],
+            **config,
+        }
+        writer.writerow([_cell(values.get(name)) for name in header])
+    return out.getvalue()
+
+
+def write_results(rows, output_dir, description=""):
+    """Writes `results.csv`, `results.json` and `summary.md` into `output_dir`."""
+    export.write_text(csv_text(rows), os.path.join(output_dir, "results.csv"))
+    export.write_json(rows, os.path.join(output_dir, "results.json"))
+    export.write_text(
+        summary_markdown(rows, description), os.path.join(output_dir, "summary.md")
+    )
+
+
+def _ordered_union(dicts):
+    names = {}
+    for entry in dicts:
+        names.update(dict.fromkeys(entry))
+    return list(names)
+
+
+def _flatten(value, prefix):
+    if isinstance(value, dict):
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}"))
+        return flat
+    return {prefix: value}
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return json.dumps(value)
+    return value

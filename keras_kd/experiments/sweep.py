@@ -1,0 +1,138 @@
+"""Grids of runs, and a sweep that resumes where it stopped."""
+
+import dataclasses
+import gc
+import itertools
+import json
+import os
+import re
+import time
+from typing import Any
+
+import keras
+
+from keras_kd import export
+from keras_kd.experiments import plots
+from keras_kd.experiments import results as results_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of a sweep.
+
+    Attributes:
+        run_id: a name unique in the sweep; its folder is `runs/<run_id>`.
+        settings: the swept settings of this run, the seed included
+            (`{"members": 3, "seed": 1}`); runs that differ only in `seed`
+            form one configuration of the summary.
+        config: what the sweep's job takes (a `keras_kd.pipeline.DistillConfig`).
+    """
+
+    run_id: str
+    settings: dict
+    config: Any
+
+
+def expand_grids(grids, seeds):
+    """The settings of every run: each grid's product, joined, times the seeds.
+
+    Args:
+        grids: a list of grids, each a dict from a setting's name to its list
+            of values (`{"temperature": [1, 4], "alpha": [0, 0.5]}`); an
+            empty list means one run of the base settings.
+        seeds: the seeds every grid point runs with.
+
+    Returns:
+        A list of dicts, seed last, without duplicates, in grid order.
+
+    Example:
+
+    >>> expand_grids([{"members": [1, 3]}, {"members": [3, 5]}], seeds=[0])
+    [{'members': 1, 'seed': 0}, {'members': 3, 'seed': 0}, {'members': 5, 'seed': 0}]
+    """
+    if not seeds:
+        raise ValueError("A sweep needs at least one seed.")
+    points = []
+    for grid in grids or [{}]:
+        for name, values in grid.items():
+            if not values:
+                raise ValueError(f"The grid of {name!r} has no values.")
+        names = list(grid)
+        for values in itertools.product(*(grid[name] for name in names)):
+            point = dict(zip(names, values))
+            if point not in points:
+                points.append(point)
+    return [{**point, "seed": seed} for point in points for seed in seeds]
+
+
+def run_id(settings):
+    """A readable, filesystem-safe name for a run's settings.
+
+    Example:
+
+    >>> run_id({"student_init": "interpolate:0.5", "seed": 2})
+    'student_init=interpolate-0.5,seed=2'
+    """
+    parts = [f"{name}={_format(value)}" for name, value in settings.items()]
+    return re.sub(r"[^A-Za-z0-9.+_=,-]", "-", ",".join(parts)) or "base"
+
+
+def _format(value):
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def result_path(output_dir, run):
+    """Where a finished run's result row is kept."""
+    return os.path.join(output_dir, "runs", run.run_id, "result.json")
+
+
+def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True):
+    """Runs each unfinished run with `job`, then writes the sweep's results.
+
+    A run is finished once `runs/<run_id>/result.json` exists; it is written
+    whole, after the job returns, so a killed sweep reruns at most the run
+    in progress (and `keras_kd.pipeline.run` resumes that one from its
+    backups). After every run the tables are rewritten, so they always hold
+    what is finished; the plots are drawn once all runs are.
+
+    Args:
+        runs: `Run`s with unique `run_id`s.
+        output_dir: the sweep's folder.
+        job: called as `job(run.config)`; returns a report like
+            `keras_kd.pipeline.run`'s.
+        experiment: the sweep's name, recorded in each row.
+        description: Markdown put at the top of `summary.md`.
+        log: called with a line of progress per run.
+        plot: whether to draw the PNG plots.
+
+    Returns:
+        The result rows, in `runs` order.
+    """
+    ids = [run.run_id for run in runs]
+    if len(set(ids)) != len(ids):
+        duplicated = sorted({name for name in ids if ids.count(name) > 1})
+        raise ValueError(f"Run ids must be unique; repeated: {duplicated}.")
+    rows = []
+    for index, run in enumerate(runs):
+        path = result_path(output_dir, run)
+        prefix = f"[{index + 1}/{len(runs)}] {run.run_id}"
+        if os.path.exists(path):
+            with open(path) as f:
+                rows.append(json.load(f))
+            log(f"{prefix}: finished earlier, skipped")
+            continue
+        started = time.perf_counter()
+        report = job(run.config)
+        seconds = time.perf_counter() - started
+        row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
+        export.write_json(row, path)
+        rows.append(row)
+        results_lib.write_results(rows, output_dir, description)
+        log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
+        # Each run builds fresh models; drop the last run's graphs and names.
+        keras.backend.clear_session()
+        gc.collect()
+    results_lib.write_results(rows, output_dir, description)
+    if plot:
+        plots.write_plots(rows, output_dir)
+    return rows

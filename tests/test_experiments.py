@@ -1,0 +1,116 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_kd import experiments
+from keras_kd.experiments import results
+
+
+def _report(agreement, accuracy, history_length=3):
+    curve = list(np.linspace(0.5, agreement, history_length))
+    return {
+        "config": {"members": 1, "runtime": {"strategy": "default"}, "student_init": "random"},
+        "splits": {
+            split: {"agreement": agreement - offset, "predictive_kl": 0.1 + offset,
+                    "student_accuracy": accuracy, "teacher_accuracy": 0.99}
+            for split, offset in (("train", 0.0), ("test", 0.02), ("distill", 0.01))
+        },
+        "teacher_members": [{"test_accuracy": 0.98}, {"test_accuracy": 0.96}],
+        "history": {"test_agreement": curve, "train_agreement": curve,
+                    "epoch": list(range(1, history_length + 1))},
+        "timing": {"distill_s": 1.0},
+    }
+
+
+def test_grids_are_joined_products_times_seeds_without_repeats():
+    points = experiments.expand_grids(
+        [{"temperature": [1, 4], "alpha": [0.0, 0.5]}, {"temperature": [4]}], seeds=[0, 1]
+    )
+    assert len(points) == 10  # 2 x 2 products and one new point, times 2 seeds
+    assert points[0] == {"temperature": 1, "alpha": 0.0, "seed": 0}
+    assert points[-1] == {"temperature": 4, "seed": 1}
+    assert experiments.expand_grids([], seeds=[3]) == [{"seed": 3}]
+    with pytest.raises(ValueError, match="seed"):
+        experiments.expand_grids([{"members": [1]}], seeds=[])
+    with pytest.raises(ValueError, match="'members' has no values"):
+        experiments.expand_grids([{"members": []}], seeds=[0])
+
+
+def test_run_ids_are_unique_and_safe():
+    ids = {experiments.run_id(point) for point in experiments.expand_grids(
+        [{"policy": ["crop_flip+mixup", "gan"], "student_init": ["interpolate:0.5", "random"]}],
+        seeds=[0, 1],
+    )}
+    assert len(ids) == 8
+    assert all("/" not in name and ":" not in name and " " not in name for name in ids)
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    rows = [
+        results.result_row("demo", f"m{m}s{s}", {"members": m, "seed": s},
+                           _report(0.90 + 0.01 * s + 0.05 * (m == 3), 0.95), wall_s=2.0)
+        for m in (1, 3) for s in (0, 1, 2)
+    ]
+    summary = results.summarize(rows)
+    assert [group["label"] for group in summary] == ["members=1", "members=3"]
+    assert [group["runs"] for group in summary] == [3, 3]
+    mean, std = summary[1]["metrics"]["test_agreement"]
+    assert mean == pytest.approx(0.94)
+    assert std == pytest.approx(np.std([0.93, 0.94, 0.95], ddof=1))
+    assert summary[0]["metrics"]["teacher_members_test_accuracy"][0] == pytest.approx(0.97)
+    table = results.summary_markdown(rows, "# Demo")
+    assert table.startswith("# Demo")
+    assert "| members=3 | 3 | 0.9900 ± 0.0000 | 0.9500 ± 0.0000 | 0.9400 ± 0.0100 |" in table
+
+
+def test_sweep_skips_finished_runs_and_writes_every_file(tmp_path):
+    calls = []
+
+    def job(config):
+        calls.append(config)
+        if config == "broken":
+            raise RuntimeError("killed")
+        return _report(0.9 + 0.01 * len(calls), 0.95)
+
+    runs = [experiments.Run(experiments.run_id({"x": i, "seed": 0}), {"x": i, "seed": 0}, c)
+            for i, c in enumerate(["a", "b", "broken"])]
+    with pytest.raises(RuntimeError):
+        experiments.run_sweep(runs, str(tmp_path), job, experiment="demo", log=lambda _: None)
+    # The two finished runs are kept; the tables hold them.
+    with open(tmp_path / "results.json") as f:
+        assert [row["run_id"] for row in json.load(f)] == ["x=0,seed=0", "x=1,seed=0"]
+
+    runs[2] = experiments.Run(runs[2].run_id, runs[2].settings, "c")
+    lines = []
+    rows = experiments.run_sweep(runs, str(tmp_path), job, experiment="demo", log=lines.append)
+    assert calls == ["a", "b", "broken", "c"]
+    assert [line.endswith("skipped") for line in lines] == [True, True, False]
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["run_id"] for r in table] == [row["run_id"] for row in rows]
+    assert {"x", "seed", "test_agreement", "wall_s", "config.members",
+            "config.runtime.strategy"} <= set(table[0])
+    assert "| x=2 | 1 |" in (tmp_path / "summary.md").read_text()
+    for name in ("agreement_accuracy", "train_vs_test_fidelity", "fidelity_vs_epochs"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    assert not (tmp_path / "fidelity_vs_lambda.png").exists()  # no interpolated runs
+
+    with pytest.raises(ValueError, match="repeated"):
+        experiments.run_sweep(runs + runs[:1], str(tmp_path), job)
+
+
+def test_lambda_plot_is_drawn_for_interpolated_students(tmp_path):
+    rows = []
+    for lam in (0.0, 0.5, 1.0):
+        for source in ("teacher", "teacher_init"):
+            report = _report(0.8 + 0.15 * lam, 0.9)
+            report["config"].update(student_init=f"interpolate:{lam}", student_init_from=source)
+            report["splits"]["distill"]["distillation_loss"] = 0.5 - 0.4 * lam
+            settings = {"student_init": f"interpolate:{lam}", "student_init_from": source, "seed": 0}
+            rows.append(results.result_row("opt", experiments.run_id(settings), settings, report, 1.0))
+    written = experiments.write_plots(rows, str(tmp_path))
+    assert os.path.join(str(tmp_path), "fidelity_vs_lambda.png") in written
+    assert len(written) == 4

@@ -1,0 +1,136 @@
+"""launch.sweep and launch.evaluate, run as a user runs them."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_launch import ROOT
+from tests.test_launch import TINY
+from tests.test_launch import _run
+
+EXPERIMENTS = sorted(
+    name[:-4] for name in os.listdir(os.path.join(ROOT, "launch", "experiments"))
+    if name.endswith(".cfg")
+)
+
+
+def test_the_study_has_its_five_experiments():
+    assert EXPERIMENTS == [
+        "augmentation", "ensemble_size", "optimization", "self_distillation", "temperature_alpha"
+    ]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_lists_its_runs(tmp_path, experiment):
+    out = _run("sweep", f"--experiment={experiment}", "--dry_run",
+               f"--saved_models_dir={tmp_path}").stdout.strip().splitlines()
+    seeds = {line.split("\t")[0].rpartition("seed=")[2] for line in out}
+    assert seeds == {"0", "1", "2"} and len(out) % 3 == 0
+    for line in out:
+        run_id, status, command = line.split("\t")
+        assert status == "todo"
+        assert command.startswith("python -m launch.distill ")
+        assert f"--output_dir={tmp_path}/experiments/{experiment}/runs/{run_id}" in command
+    assert not (tmp_path / "experiments").exists()  # a dry run trains and writes nothing
+
+
+def test_optimization_interpolates_toward_both_targets(tmp_path):
+    out = _run("sweep", "--experiment=optimization", "--dry_run", "--seeds=0",
+               f"--saved_models_dir={tmp_path}").stdout
+    for lam in ("0", "0.25", "0.5", "0.75", "0.9", "1"):
+        assert f"--student_init=interpolate:{lam} " in out
+    assert "--student_init_from=teacher_init" in out
+    assert "--optimizer=sgd" in out and "--epochs=60" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--experiment=nope"], "unknown experiment 'nope'; expected one of ['augmentation'"),
+    (["--grid=colour=red"], "'colour' is not a setting a sweep can vary"),
+    (["--grid=members=0,2"], "bad value '0' of members"),
+    (["--grid=members"], "expected 'name=v1,v2;other=v3'"),
+    (["--grid=student_init=interpolate:0.5"], "needs a one-member teacher"),
+    (["--seeds=a"], "--seeds must be integers"),
+])
+def test_bad_sweeps_fail_before_any_run(tmp_path, flags, message):
+    result = _run("sweep", *TINY, *flags, f"--saved_models_dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "experiments").exists()
+
+
+def _sweep_command(tmp_path):
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text("\n".join([
+        *TINY, "--members=1", "--grid=members=1,2", "--seeds=0,1",
+        f"--saved_models_dir={tmp_path / 'saved'}",
+    ]))
+    return [sys.executable, "-m", "launch.sweep", f"--flagfile={flagfile}"]
+
+
+def test_a_killed_sweep_resumes_and_reports_every_run(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    sweep_dir = tmp_path / "saved" / "experiments" / "sweep"
+    first = sweep_dir / "runs" / "members=1,seed=0" / "result.json"
+    process = subprocess.Popen(_sweep_command(tmp_path), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not first.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists()
+    finished = first.stat().st_mtime_ns
+
+    result = subprocess.run(_sweep_command(tmp_path), cwd=ROOT, env=env, capture_output=True,
+                            text=True, check=True)
+    assert "[1/4] members=1,seed=0: finished earlier, skipped" in result.stdout
+    assert first.stat().st_mtime_ns == finished
+    with open(sweep_dir / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["members"], row["seed"]) for row in rows] == [
+        ("1", "0"), ("1", "1"), ("2", "0"), ("2", "1")
+    ]
+    assert all(0 <= float(row["test_agreement"]) <= 1 for row in rows)
+    assert {"test_linear_cka", "distill_distillation_loss", "config.teacher_arch"} <= set(rows[0])
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "| members=1 | 2 |" in summary and "| members=2 | 2 |" in summary
+    for plot in ("agreement_accuracy", "train_vs_test_fidelity", "fidelity_vs_epochs"):
+        assert (sweep_dir / f"{plot}.png").is_file()
+    with open(sweep_dir / "results.json") as f:
+        assert len(json.load(f)[0]["history"]["test_agreement"]) == 1
+
+    # launch.evaluate re-measures a run's student against its teachers.
+    run_dir = sweep_dir / "runs" / "members=2,seed=1"
+    output = tmp_path / "evaluation.json"
+    _run("evaluate", f"--run_dir={run_dir}", f"--output={output}")
+    with open(output) as f:
+        measured = json.load(f)["splits"]
+    with open(run_dir / "report.json") as f:
+        reported = json.load(f)["splits"]
+    for split in ("train", "test"):
+        for name, value in measured[split].items():
+            assert value == pytest.approx(reported[split][name], abs=1e-6), (split, name)
+
+
+def test_interpolating_all_the_way_starts_the_student_at_its_target(tmp_path):
+    common = [*TINY, "--members=1", "--student_init=interpolate:1",
+              f"--saved_models_dir={tmp_path}"]
+    starts = {}
+    for target in ("teacher", "teacher_init"):
+        _run("distill", *common, f"--student_init_from={target}",
+             f"--output_dir={tmp_path / target}")
+        with open(tmp_path / target / "report.json") as f:
+            report = json.load(f)
+        starts[target] = report["student_start"]["test"]
+    # An MLP has no BatchNorm to re-estimate: the student starts as the teacher.
+    assert starts["teacher"]["agreement"] == 1.0 and starts["teacher"]["predictive_kl"] < 1e-6
+    assert starts["teacher"]["student_accuracy"] == starts["teacher"]["teacher_accuracy"] > 0.6
+    # From the teacher's initial weights, it starts as an untrained network.
+    assert starts["teacher_init"]["agreement"] < 0.5
+    assert starts["teacher_init"]["student_accuracy"] < 0.3
