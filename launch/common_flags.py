@@ -59,7 +59,8 @@ FLAGS = flags.FLAGS
 
 
 def define_teacher_flags(defaults):
-    """Defines --teacher_arch, --members, --teacher_epochs and --teachers_dir.
+    """Defines --teacher_arch, --members, --teacher_epochs, --teacher_optimizer,
+    --teacher_lr and --teachers_dir.
 
     Args:
         defaults: a `keras_kd.pipeline.DistillConfig` giving the defaults.
@@ -68,6 +69,13 @@ def define_teacher_flags(defaults):
     flags.DEFINE_integer("members", defaults.members, "Teacher ensemble size.", lower_bound=1)
     flags.DEFINE_integer(
         "teacher_epochs", defaults.teacher_epochs, "Epochs per teacher member.", lower_bound=1
+    )
+    flags.DEFINE_enum(
+        "teacher_optimizer", None, list(training.OPTIMIZERS),
+        "Optimizer of the teacher members (default: --optimizer).",
+    )
+    flags.DEFINE_float(
+        "teacher_lr", None, "Learning rate of the teacher members (default: --lr)."
     )
     flags.DEFINE_string(
         "teachers_dir", None,

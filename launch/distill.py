@@ -90,7 +90,8 @@ FLAGS = flags.FLAGS
 
 # The flags that make up a run's DistillConfig (what launch.sweep may vary).
 CONFIG_FLAGS = (
-    "dataset", "data_dir", "teacher_arch", "members", "teacher_epochs", "student_arch",
+    "dataset", "data_dir", "teacher_arch", "members", "teacher_epochs", "teacher_optimizer",
+    "teacher_lr", "student_arch",
     "student_init", "student_init_from", "alpha", "temperature", "epochs", "policy", "flip",
     "mixup_alpha", "mixup_portion", "synthetic_fraction", "synthetic_temperature",
     "generator", "teacher_cache", "cached_views", "cache_dir", "output_dir", "teachers_dir",
@@ -114,6 +115,8 @@ def config_from_flags(overrides=None):
         teacher_arch=value("teacher_arch"),
         members=value("members"),
         teacher_epochs=value("teacher_epochs"),
+        teacher_optimizer=value("teacher_optimizer"),
+        teacher_lr=value("teacher_lr"),
         student_arch=value("student_arch"),
         student_init=value("student_init"),
         student_init_from=value("student_init_from"),

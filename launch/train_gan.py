@@ -66,7 +66,11 @@ def main(argv):
         beta_2=FLAGS.beta_2,
         num_samples=FLAGS.num_samples,
         teacher=training.ClassifierSpec(
-            arch=FLAGS.teacher_arch, epochs=FLAGS.teacher_epochs, **settings
+            arch=FLAGS.teacher_arch, epochs=FLAGS.teacher_epochs, **{
+                **settings,
+                "optimizer": FLAGS.teacher_optimizer or settings["optimizer"],
+                "lr": settings["lr"] if FLAGS.teacher_lr is None else FLAGS.teacher_lr,
+            }
         ),
         members=FLAGS.members,
         seed=FLAGS.seed,

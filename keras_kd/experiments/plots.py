@@ -64,7 +64,7 @@ def _save(figure, path):
     pyplot = _pyplot()
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     pyplot.close(figure)
     return True
 
@@ -102,6 +102,14 @@ def train_vs_test_fidelity(summary, path):
             (f"{split}_{metric}", split) for split in ("train", "test", "distill")
         ], ylabel)
         axis.legend(fontsize=8)
+    low = min(
+        group["metrics"][name][0] - group["metrics"][name][1]
+        for group in summary
+        for name in ("train_agreement", "test_agreement", "distill_agreement")
+        if name in group["metrics"]
+    )
+    axes[0].set_ylim(max(0.0, low - 0.02), 1.0)
+    axes[1].set_yscale("log")
     axes[0].set_title("Fidelity on each split (mean ± std)")
     return _save(figure, path)
 
