@@ -58,6 +58,8 @@ class DistillConfig:
     teacher_arch: str = "resnet20"
     members: int = 3
     teacher_epochs: int = 15
+    teacher_optimizer: str | None = None
+    teacher_lr: float | None = None
     student_arch: str = "resnet8"
     student_init: str = "random"
     student_init_from: str = "teacher"
@@ -85,19 +87,23 @@ class DistillConfig:
     runtime: Runtime = dataclasses.field(default_factory=Runtime)
 
     def teacher_spec(self):
+        """How each teacher member is trained (`teacher_optimizer` and
+        `teacher_lr` default to the student's `optimizer` and `lr`)."""
         return training.ClassifierSpec(
             arch=self.teacher_arch,
             epochs=self.teacher_epochs,
             batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.lr,
+            optimizer=self.teacher_optimizer or self.optimizer,
+            lr=self.lr if self.teacher_lr is None else self.teacher_lr,
             weight_decay=self.weight_decay,
             seed=self.seed,
         )
 
     def student_spec(self):
+        """The student's training settings."""
         return dataclasses.replace(
-            self.teacher_spec(), arch=self.student_arch, epochs=self.epochs
+            self.teacher_spec(), arch=self.student_arch, epochs=self.epochs,
+            optimizer=self.optimizer, lr=self.lr,
         )
 
     def validate(self):

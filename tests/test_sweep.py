@@ -46,7 +46,7 @@ def test_optimization_interpolates_toward_both_targets(tmp_path):
     for lam in ("0", "0.25", "0.5", "0.75", "0.9", "1"):
         assert f"--student_init=interpolate:{lam} " in out
     assert "--student_init_from=teacher_init" in out
-    assert "--optimizer=sgd" in out and "--epochs=60" in out
+    assert "--optimizer=sgd" in out and "--epochs=45" in out
 
 
 @pytest.mark.parametrize("flags, message", [
