@@ -3,12 +3,14 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from absl import app
 
 from tests.test_launch import ROOT
 from tests.test_launch import TINY
@@ -26,10 +28,22 @@ def test_the_study_has_its_five_experiments():
     ]
 
 
+def _dry_run(capsys, *args):
+    """launch.sweep's flag parsing and main, in process (no training happens before
+    a dry run's listing or a bad flag's error)."""
+    from launch import sweep as sweep_app
+
+    sweep_app.FLAGS.unparse_flags()
+    sweep_app.parse_flags(["sweep", *args])
+    capsys.readouterr()
+    sweep_app.main([])
+    return capsys.readouterr().out.strip().splitlines()
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_lists_its_runs(tmp_path, experiment):
-    out = _run("sweep", f"--experiment={experiment}", "--dry_run",
-               f"--saved_models_dir={tmp_path}").stdout.strip().splitlines()
+def test_every_experiment_lists_its_runs(tmp_path, capsys, experiment):
+    out = _dry_run(capsys, f"--experiment={experiment}", "--dry_run",
+                   f"--saved_models_dir={tmp_path}")
     seeds = {line.split("\t")[0].rpartition("seed=")[2] for line in out}
     assert seeds == {"0", "1", "2"} and len(out) % 3 == 0
     for line in out:
@@ -40,28 +54,42 @@ def test_every_experiment_lists_its_runs(tmp_path, experiment):
     assert not (tmp_path / "experiments").exists()  # a dry run trains and writes nothing
 
 
-def test_optimization_interpolates_toward_both_targets(tmp_path):
-    out = _run("sweep", "--experiment=optimization", "--dry_run", "--seeds=0",
-               f"--saved_models_dir={tmp_path}").stdout
+def test_optimization_interpolates_toward_both_targets(tmp_path, capsys):
+    out = "\n".join(_dry_run(capsys, "--experiment=optimization", "--dry_run", "--seeds=0",
+                             f"--saved_models_dir={tmp_path}"))
     for lam in ("0", "0.25", "0.5", "0.75", "0.9", "1"):
         assert f"--student_init=interpolate:{lam} " in out
     assert "--student_init_from=teacher_init" in out
     assert "--optimizer=sgd" in out and "--epochs=45" in out
+    # The teacher is trained the same way in every run, SGD runs included.
+    assert out.count("--teacher_optimizer=adam --teacher_lr=0.002") == out.count("\n") + 1
+
+
+def test_an_experiment_on_the_command_line_reads_like_launch_distill():
+    result = _run("sweep", "--experiment=self_distillation", "--dry_run", "--seeds=4",
+                  "--epochs=3")
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2  # two grids, one seed; the command line overrides the flagfile
+    assert all("--epochs=3 " in line and "--seed=4 " in line for line in lines)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--experiment=nope"], "unknown experiment 'nope'; expected one of ['augmentation'"),
     (["--grid=colour=red"], "'colour' is not a setting a sweep can vary"),
     (["--grid=members=0,2"], "bad value '0' of members"),
     (["--grid=members"], "expected 'name=v1,v2;other=v3'"),
     (["--grid=student_init=interpolate:0.5"], "needs a one-member teacher"),
     (["--seeds=a"], "--seeds must be integers"),
 ])
-def test_bad_sweeps_fail_before_any_run(tmp_path, flags, message):
-    result = _run("sweep", *TINY, *flags, f"--saved_models_dir={tmp_path}", check=False)
-    assert result.returncode != 0
-    assert message in result.stderr + result.stdout
+def test_bad_sweeps_fail_before_any_run(tmp_path, capsys, flags, message):
+    with pytest.raises(app.UsageError, match=re.escape(message)):
+        _dry_run(capsys, *TINY, *flags, f"--saved_models_dir={tmp_path}")
     assert not (tmp_path / "experiments").exists()
+
+
+def test_an_unknown_experiment_is_named_with_the_known_ones(tmp_path):
+    result = _run("sweep", "--experiment=nope", check=False)
+    assert result.returncode != 0
+    assert "unknown experiment 'nope'; expected one of ['augmentation'" in result.stderr
 
 
 def _sweep_command(tmp_path):
