@@ -144,6 +144,8 @@ def test_a_killed_sweep_resumes_and_reports_every_run(tmp_path):
     for split in ("train", "test"):
         for name, value in measured[split].items():
             assert value == pytest.approx(reported[split][name], abs=1e-6), (split, name)
+    missing = _run("evaluate", f"--run_dir={tmp_path / 'nowhere'}", check=False)
+    assert missing.returncode != 0 and "has no report.json" in missing.stderr
 
 
 def test_interpolating_all_the_way_starts_the_student_at_its_target(tmp_path):

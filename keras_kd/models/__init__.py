@@ -52,6 +52,10 @@ def penultimate(model, name=None):
     with `members`, like `keras_kd.Ensemble`), the members' features side by
     side.
 
+    Args:
+        model: a functional Keras model, or an ensemble of them.
+        name: the extractor's name (default `<model name>_features`).
+
     Example:
 
     >>> model = keras_kd.models.get("resnet8", (8, 8, 1), 10)
