@@ -83,6 +83,8 @@ def penultimate(model, name=None):
     features = model.layers[-1].input
     if len(features.shape) > 2:
         features = keras.layers.Flatten()(features)
+    if len(inputs) == 1:
+        inputs = inputs[0]  # so the extractor takes a tensor, as the model does
     return keras.Model(inputs, features, name=name or f"{model.name}_features")
 
 
