@@ -353,7 +353,8 @@ def read_history(path, epochs):
     """The per-epoch logs a run's CSVLogger wrote, as `{name: [value per epoch]}`.
 
     An epoch logged twice (a run killed after logging it but before its
-    backup repeats it) keeps its last row.
+    backup repeats it) keeps its last row. A value missing from an epoch's
+    row is `None`, so every list has one entry per epoch.
     """
     if not os.path.exists(path):
         return {}
@@ -361,12 +362,16 @@ def read_history(path, epochs):
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             rows[int(row["epoch"])] = row
-    history = {}
-    for epoch in sorted(rows)[:epochs]:
-        for name, value in rows[epoch].items():
-            if name != "epoch" and value not in (None, "", "NA"):
-                history.setdefault(name, []).append(float(value))
-    history["epoch"] = [epoch + 1 for epoch in sorted(rows)[:epochs]]
+    kept = sorted(rows)[:epochs]
+    names = [name for name in rows[kept[0]] if name != "epoch"] if kept else []
+    history = {
+        name: [
+            None if rows[epoch].get(name) in (None, "", "NA") else float(rows[epoch][name])
+            for epoch in kept
+        ]
+        for name in names
+    }
+    history["epoch"] = [epoch + 1 for epoch in kept]
     return history
 
 

@@ -1,6 +1,7 @@
 """PNG plots of a sweep's results (matplotlib, drawn off-screen)."""
 
 import os
+import warnings
 
 import numpy as np
 
@@ -119,8 +120,11 @@ def _mean_curve(rows, key):
     if not curves:
         return None, None
     length = min(len(curve) for curve in curves)
-    stacked = np.array([curve[:length] for curve in curves])
-    return stacked.mean(axis=0), stacked.std(axis=0)
+    # Epochs a callback skipped are None: NaN here, so they leave gaps.
+    stacked = np.array([curve[:length] for curve in curves], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run measured
+        return np.nanmean(stacked, axis=0), np.nanstd(stacked, axis=0)
 
 
 def fidelity_vs_epochs(rows, path):
