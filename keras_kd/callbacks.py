@@ -219,8 +219,12 @@ class FidelityCallback(keras.callbacks.Callback):
         }
 
     def _models(self):
-        teacher = self.teacher or getattr(self.model, "teacher", None)
-        student = self.student or getattr(self.model, "student", self.model)
+        teacher = self.teacher if self.teacher is not None else getattr(
+            self.model, "teacher", None
+        )
+        student = self.student if self.student is not None else getattr(
+            self.model, "student", self.model
+        )
         if teacher is None:
             raise ValueError(
                 "FidelityCallback needs a teacher: fit a keras_kd.Distiller or "

@@ -110,6 +110,24 @@ def training_settings():
     }
 
 
+def teacher_spec():
+    """The teacher members' `ClassifierSpec` from the teacher and training flags.
+
+    Built by `DistillConfig.teacher_spec`, so every app resolves
+    --teacher_optimizer and --teacher_lr (default: --optimizer, --lr) as
+    launch.distill does, and finds the same members.
+    """
+    from keras_kd import pipeline
+
+    return pipeline.DistillConfig(
+        teacher_arch=FLAGS.teacher_arch,
+        teacher_epochs=FLAGS.teacher_epochs,
+        teacher_optimizer=FLAGS.teacher_optimizer,
+        teacher_lr=FLAGS.teacher_lr,
+        **training_settings(),
+    ).teacher_spec()
+
+
 def runtime_settings():
     """The --strategy, --precision, ... flags as a `keras_kd.runtime.Runtime`."""
     return runtime.Runtime(

@@ -18,7 +18,6 @@ from absl import app
 from absl import flags
 
 from keras_kd import pipeline
-from keras_kd import training
 from keras_kd.gan import job
 
 from launch import common_flags
@@ -53,7 +52,6 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     common_flags.configure_logging()
-    settings = common_flags.training_settings()
     config = common_flags.validated(job.GANConfig(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -65,13 +63,7 @@ def main(argv):
         beta_1=FLAGS.beta_1,
         beta_2=FLAGS.beta_2,
         num_samples=FLAGS.num_samples,
-        teacher=training.ClassifierSpec(
-            arch=FLAGS.teacher_arch, epochs=FLAGS.teacher_epochs, **{
-                **settings,
-                "optimizer": FLAGS.teacher_optimizer or settings["optimizer"],
-                "lr": settings["lr"] if FLAGS.teacher_lr is None else FLAGS.teacher_lr,
-            }
-        ),
+        teacher=common_flags.teacher_spec(),
         members=FLAGS.members,
         seed=FLAGS.seed,
         output_dir=FLAGS.output_dir,

@@ -164,3 +164,15 @@ def test_interpolating_all_the_way_starts_the_student_at_its_target(tmp_path):
     # From the teacher's initial weights, it starts as an untrained network.
     assert starts["teacher_init"]["agreement"] < 0.5
     assert starts["teacher_init"]["student_accuracy"] < 0.3
+
+
+def test_apps_resolve_the_teachers_training_settings_as_distill_does(tmp_path):
+    from launch import common_flags
+    from launch import sweep as sweep_app
+
+    sweep_app.FLAGS.unparse_flags()
+    sweep_app.parse_flags(["sweep", "--optimizer=sgd", "--lr=0.05", "--teacher_lr=0.002",
+                           "--teacher_arch=resnet8", "--teacher_epochs=4"])
+    spec = common_flags.teacher_spec()
+    assert (spec.arch, spec.epochs, spec.optimizer, spec.lr) == ("resnet8", 4, "sgd", 0.002)
+    assert spec == sweep_app.distill.config_from_flags().teacher_spec()
