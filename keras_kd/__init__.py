@@ -2,7 +2,7 @@
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
 `models`, `data`, `distribute`, `runtime`, `callbacks`, `evaluation`, `export`,
-`training`, `initialization`, `pipeline`, `experiments` and `gan`.
+`training`, `initialization`, `config`, `jobs`, `experiments` and `gan`.
 """
 
 try:
@@ -24,6 +24,7 @@ if _keras.backend.backend() != "tensorflow":
 
 from keras_kd import batch
 from keras_kd import callbacks
+from keras_kd import config
 from keras_kd import data
 from keras_kd import distribute
 from keras_kd import evaluation
@@ -31,22 +32,23 @@ from keras_kd import experiments
 from keras_kd import export
 from keras_kd import gan
 from keras_kd import initialization
+from keras_kd import jobs
 from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
-from keras_kd import pipeline
 from keras_kd import runtime
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Distiller",
     "Ensemble",
     "batch",
     "callbacks",
+    "config",
     "data",
     "distribute",
     "evaluation",
@@ -54,10 +56,10 @@ __all__ = [
     "export",
     "gan",
     "initialization",
+    "jobs",
     "losses",
     "metrics",
     "models",
-    "pipeline",
     "runtime",
     "training",
 ]

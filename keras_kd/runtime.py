@@ -8,12 +8,14 @@ import keras
 import tensorflow as tf
 
 from keras_kd import distribute
+from keras_kd.config import Config
+from keras_kd.config import setting
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
-class Runtime:
+class Runtime(Config):
     """The settings of a job that do not change what it computes, only how.
 
     Args:
@@ -31,38 +33,40 @@ class Runtime:
             and restored from on a rerun (default `<output_dir>/backup`).
     """
 
-    strategy: str = "default"
-    cpu_replicas: int | None = None
-    precision: str = "float32"
-    jit_compile: bool | None = None
-    deterministic: bool = False
-    backup_dir: str | None = None
+    strategy: str = setting(
+        "default", "Distribution: default (one device), mirrored (all local GPUs, or "
+        "--cpu_replicas CPU devices), multi_worker (one process per worker, the cluster "
+        "from TF_CONFIG or Slurm), tpu.", choices=distribute.STRATEGIES,
+    )
+    cpu_replicas: int | None = setting(
+        None, "With --strategy=mirrored: mirror over this many CPU devices.", lower=1
+    )
+    precision: str = setting(
+        "float32", "Keras dtype policy; losses and softmax stay float32, float16 scales "
+        "the loss.", choices=PRECISIONS,
+    )
+    jit_compile: bool | None = setting(
+        None, "Compile training steps with XLA (default: Keras decides; on for GPUs, off "
+        "on CPUs).",
+    )
+    deterministic: bool = setting(
+        False, "Deterministic TensorFlow ops, so a resumed run ends bit for bit as an "
+        "uninterrupted one.",
+    )
+    backup_dir: str | None = setting(
+        None, "Where training is backed up each epoch; rerunning the same command resumes "
+        "from it (default <output_dir>/backup).",
+    )
 
-    def validate(self):
-        """Raises a ValueError naming the first bad setting."""
-        if self.strategy not in distribute.STRATEGIES:
-            raise ValueError(
-                f"Unknown strategy {self.strategy!r}; expected one of "
-                f"{distribute.STRATEGIES}."
-            )
-        if self.cpu_replicas is not None and (
-            self.strategy != "mirrored"
-            or isinstance(self.cpu_replicas, bool)
-            or not isinstance(self.cpu_replicas, int)
-            or self.cpu_replicas < 1
-        ):
+    def check(self):
+        if self.cpu_replicas is not None and self.strategy != "mirrored":
             raise ValueError(
                 "cpu_replicas must be a positive integer, with strategy 'mirrored'; "
                 f"got cpu_replicas={self.cpu_replicas!r} with strategy {self.strategy!r}."
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"Unknown precision {self.precision!r}; expected one of {PRECISIONS}."
-            )
 
     def start(self):
         """Applies the precision and determinism settings; returns the strategy."""
-        self.validate()
         strategy = distribute.get_strategy(self.strategy, self.cpu_replicas)
         keras.mixed_precision.set_global_policy(self.precision)
         if self.deterministic:

@@ -11,8 +11,11 @@ import numpy as np
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
 from keras_kd import distribute
+from keras_kd import multi_worker
 from keras_kd import export
 from keras_kd import models
+from keras_kd.config import Config
+from keras_kd.config import setting
 from keras_kd.runtime import Runtime
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -55,32 +58,23 @@ def derived_seed(seed, *keys):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierSpec:
-    """How to train one classifier with plain cross-entropy."""
+class ClassifierSpec(Config):
+    """How to train one classifier with plain cross-entropy (validated when built).
 
-    arch: str
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
+    Its fields make up a teacher member's key, so they are only ever added
+    with care: a new field changes every key.
+    """
 
-    def validate(self):
-        """Raises a ValueError naming the first bad field."""
+    arch: str = setting("resnet20", "Architecture.")
+    epochs: int = setting(15, "Epochs.", lower=1)
+    batch_size: int = setting(64, "Global batch size.", lower=1)
+    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
+    weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
+    seed: int = setting(0, "Seed of initializations and batch order.")
+
+    def check(self):
         models.check_name(self.arch)
-        for field in ("epochs", "batch_size"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer; got {value!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}."
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr!r}.")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
 
     def optimizer_for(self, num_train, steps_per_epoch=None):
         """The optimizer, its learning rate decayed over the whole run.
@@ -96,7 +90,7 @@ class ClassifierSpec:
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
-class Trainer(distribute.MultiWorkerFit, keras.Model):
+class Trainer(multi_worker.MultiWorkerFit, keras.Model):
     """Trains a network with Keras' own train step, under any strategy.
 
     A functional model cannot take the `MultiWorkerFit` mixin itself; this
@@ -204,95 +198,3 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
         shuffle=False,  # every epoch is already shuffled by (seed, epoch)
     )
     return model
-
-
-def ensemble_members(
-    spec, data, num_members, directory, verbose="auto", runtime=None, backup_dir=None
-):
-    """The paths of `num_members` trained members, training only what is missing.
-
-    Members live in `<directory>/<arch>-<key>/member_<k>.keras`, where `key`
-    hashes the dataset and every training setting, so changed settings never
-    reuse stale members. Member `k` is trained with a seed derived from
-    `(spec.seed, k)`: a 5-member ensemble extends a 3-member one. A member
-    counts as finished once its `.keras` file and its `.json` record (test
-    metrics and settings, written after the model) both exist; each is
-    written whole or not at all.
-
-    With `backup_dir`, a member in training is backed up to
-    `<backup_dir>/<arch>-<key>/member_<k>` at each epoch, and a rerun resumes
-    it. Under a multi-worker `runtime`, workers reuse a member only if all of
-    them find it, and only the chief writes into `directory`.
-
-    Returns:
-        A list of dicts with `path`, `test_accuracy` and `reused`.
-    """
-    spec.validate()
-    if not isinstance(num_members, int) or num_members < 1:
-        raise ValueError(f"members must be a positive integer; got {num_members!r}.")
-    runtime = runtime or Runtime()
-    strategy = runtime.start()
-    settings = {"dataset": data.info.name, **dataclasses.asdict(spec)}
-    if runtime.precision != "float32":
-        settings["precision"] = runtime.precision
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    folder = os.path.join(directory, f"{spec.arch}-{key}")
-    paths = [os.path.join(folder, f"member_{k}.keras") for k in range(num_members)]
-    finished = distribute.all_workers_agree(
-        [os.path.isfile(path) and os.path.isfile(_record_path(path)) for path in paths],
-        strategy,
-    )
-    write_folder = distribute.worker_dir(folder, strategy)
-    records = []
-    for k, (path, reuse) in enumerate(zip(paths, finished)):
-        if reuse:
-            with open(_record_path(path)) as f:
-                record = json.load(f)
-            records.append({"path": path, "test_accuracy": record["test_accuracy"], "reused": True})
-            continue
-        member_backup = None
-        if backup_dir is not None:
-            member_backup = distribute.worker_backup_dir(
-                os.path.join(backup_dir, f"{spec.arch}-{key}", f"member_{k}"), strategy
-            )
-        model = train_classifier(
-            spec, data, member_seed(spec, k), verbose, runtime, member_backup
-        )
-        test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
-        path = os.path.join(write_folder, os.path.basename(path))
-        export.save_keras(model, path)
-        record = {"settings": settings, "member": k, "test_accuracy": test_accuracy}
-        export.write_json(record, _record_path(path))
-        if member_backup is not None:
-            callbacks_lib.remove_backups(member_backup)
-        records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
-    if backup_dir is not None:
-        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
-    return records
-
-
-def _remove_empty_folders(folder, stop):
-    """Removes `folder`'s empty subfolders, then it and its parents up to `stop`, if empty."""
-    if os.path.isdir(folder):
-        for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
-            if not os.listdir(root):
-                os.rmdir(root)
-    stop = os.path.abspath(stop)
-    parent = os.path.abspath(folder)
-    while len(parent) >= len(stop):
-        if os.path.isdir(parent):
-            if os.listdir(parent):
-                return
-            os.rmdir(parent)
-        parent = os.path.dirname(parent)
-
-
-def _record_path(member_path):
-    return member_path[: -len(".keras")] + ".json"
-
-
-def _accuracy(model, batches):
-    metric = keras.metrics.SparseCategoricalAccuracy()
-    for x, y in batches:
-        metric.update_state(y, model(x, training=False))
-    return float(metric.result())

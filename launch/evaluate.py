@@ -11,23 +11,21 @@ student and the teachers from a launch.distill run's report. Prints a
 Markdown table; `--output` also writes the numbers as JSON.
 """
 
-import json
-import os
-
 from absl import app
 from absl import flags
 
-from keras_kd import data as data_lib
 from keras_kd import evaluation
 from keras_kd import export
-from keras_kd.ensemble import Ensemble
+from keras_kd import jobs
 
-from launch import common_flags
+from launch import config_flags
 
+config_flags.define_config_flags(jobs.Data)
 flags.DEFINE_string("run_dir", None, "A launch.distill run folder (its report.json names the models).")
 flags.DEFINE_string("student", None, "The student: a .keras file or a SavedModel folder.")
 flags.DEFINE_list("teachers", [], "The teacher's members: .keras files or SavedModel folders.")
-flags.DEFINE_list("splits", ["train", "test"], "Splits to evaluate on.")
+flags.DEFINE_list("splits", list(jobs.evaluate.SPLITS), "Splits to evaluate on.")
+flags.DEFINE_integer("batch_size", 64, "Examples per evaluated batch.", lower_bound=1)
 flags.DEFINE_string("output", None, "Also write the report as JSON here.")
 
 FLAGS = flags.FLAGS
@@ -36,15 +34,10 @@ FLAGS = flags.FLAGS
 def models_to_evaluate():
     """(student path, teacher member paths, dataset) from the flags."""
     if FLAGS.run_dir:
-        path = os.path.join(FLAGS.run_dir, "report.json")
-        if not os.path.isfile(path):
-            raise app.UsageError(f"--run_dir={FLAGS.run_dir!r} has no report.json.")
-        with open(path) as f:
-            report = json.load(f)
-        student = FLAGS.student or report["artifacts"]["keras"]
-        teachers = FLAGS.teachers or report["artifacts"]["teachers"]
-        dataset = report["config"]["dataset"] if not FLAGS["dataset"].present else FLAGS.dataset
-        return student, teachers, dataset
+        student, teachers, dataset = jobs.evaluate.models_of_run(FLAGS.run_dir)
+        if FLAGS["dataset"].present:
+            dataset = FLAGS.dataset
+        return FLAGS.student or student, FLAGS.teachers or teachers, dataset
     if not FLAGS.student or not FLAGS.teachers:
         raise app.UsageError("Pass --run_dir, or both --student and --teachers.")
     return FLAGS.student, FLAGS.teachers, FLAGS.dataset
@@ -52,28 +45,18 @@ def models_to_evaluate():
 
 def main(argv):
     del argv
-    common_flags.configure_logging()
-    student_path, teacher_paths, dataset = models_to_evaluate()
-    for path in [student_path, *teacher_paths]:
-        if not os.path.exists(path):
-            raise app.UsageError(f"No model at {path!r}.")
-    data = data_lib.load(dataset, data_dir=FLAGS.data_dir)
-    available = {"train": data.train, "test": data.test}
-    unknown = sorted(set(FLAGS.splits) - set(available))
-    if unknown:
-        raise app.UsageError(f"--splits: unknown split(s) {unknown}; expected train, test.")
-    student = export.load_model(student_path)
-    teacher = Ensemble(teacher_paths)
-    splits = {
-        name: data_lib.batched(available[name], FLAGS.batch_size) for name in FLAGS.splits
-    }
-    functional = all(path.endswith(".keras") for path in [student_path, *teacher_paths])
-    report = evaluation.fidelity_report(teacher, student, splits, representation=functional)
+    config_flags.configure_logging()
+    try:
+        student, teachers, dataset = models_to_evaluate()
+        report = jobs.evaluate.evaluate(
+            student, teachers, dataset, FLAGS.splits, FLAGS.batch_size, FLAGS.data_dir
+        )
+    except ValueError as error:
+        raise app.UsageError(str(error))
     print(evaluation.markdown_table(report))
     if FLAGS.output:
         export.write_json(
-            {"student": student_path, "teachers": teacher_paths, "dataset": dataset,
-             "splits": report},
+            {"student": student, "teachers": teachers, "dataset": dataset, "splits": report},
             FLAGS.output,
         )
         print(f"report: {FLAGS.output}")

@@ -21,13 +21,12 @@ import sys
 from absl import app
 from absl import flags
 
+from keras_kd import config as config_lib
 from keras_kd import data as data_lib
 from keras_kd import experiments
-from keras_kd import pipeline
-from keras_kd.gan import job as gan_job
+from keras_kd import jobs
 
-from launch import common_flags
-from launch import distill
+from launch import config_flags
 
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 
@@ -49,9 +48,10 @@ flags.DEFINE_bool("plots", True, "Draw the PNG plots once every run is finished.
 
 FLAGS = flags.FLAGS
 
-RUNTIME_FLAGS = (
-    "strategy", "cpu_replicas", "precision", "jit_compile", "deterministic", "backup_dir",
-)
+config_flags.define_config_flags(jobs.DistillConfig)
+
+# What a grid may not vary: each run has its own seed (--seeds) and folder.
+_FIXED = ("seed", "output_dir")
 
 
 def available_experiments():
@@ -88,7 +88,8 @@ def _experiment_argument(args):
 
 
 def parse_grid(text):
-    """`'name=v1,v2;other=v3'` as `{name: [(text, value), ...]}`, values parsed by the flags."""
+    """`'name=v1,v2;other=v3'` as `{name: [value, ...]}`, each value checked."""
+    settings = sorted(set(config_lib.flag_paths(jobs.DistillConfig)) - set(_FIXED))
     grid = {}
     for axis in filter(None, (part.strip() for part in text.split(";"))):
         name, equals, values = axis.partition("=")
@@ -97,78 +98,71 @@ def parse_grid(text):
             raise app.UsageError(
                 f"--grid={text!r}: expected 'name=v1,v2;other=v3'; got the axis {axis!r}."
             )
-        if name not in distill.CONFIG_FLAGS or name in ("seed", "output_dir"):
+        if name not in settings:
             raise app.UsageError(
                 f"--grid={text!r}: {name!r} is not a setting a sweep can vary; expected "
-                f"one of launch.distill's flags: {sorted(set(distill.CONFIG_FLAGS) - {'seed', 'output_dir'})}."
+                f"one of launch.distill's flags: {settings}."
             )
-        parsed = []
+        grid[name] = []
         for value in values.split(","):
-            value = value.strip()
             try:
-                parsed.append((value, FLAGS[name].parser.parse(value)))
-            except (ValueError, TypeError) as error:
-                raise app.UsageError(f"--grid={text!r}: bad value {value!r} of {name}: {error}")
-        grid[name] = parsed
+                grid[name].append(config_lib.parse_value(jobs.DistillConfig, name, value))
+            except ValueError as error:
+                raise app.UsageError(
+                    f"--grid={text!r}: bad value {value.strip()!r} of {name}: {error}"
+                )
     return grid
 
 
-def planned_runs(experiment, output_dir):
-    """The sweep's `Run`s, each with the command line that does the same run."""
+def planned_runs(output_dir):
+    """The sweep's `Run`s, from the base config the flags make and the grids."""
+    base = config_flags.config_from_flags(jobs.DistillConfig)
     grids = [parse_grid(text) for text in FLAGS.grid]
     try:
         seeds = [int(seed) for seed in FLAGS.seeds]
     except ValueError:
         raise app.UsageError(f"--seeds must be integers; got {FLAGS.seeds}.")
-    texts = {}
-    for grid in grids:
-        for name, pairs in grid.items():
-            texts.update({(name, value): text for text, value in pairs})
-    points = experiments.expand_grids(
-        [{name: [value for _, value in pairs] for name, pairs in grid.items()} for grid in grids],
-        seeds,
-    )
-    base_args = [
-        (name, FLAGS[name].serialize()) for name in (*distill.CONFIG_FLAGS, *RUNTIME_FLAGS)
-        if FLAGS[name].present and name not in ("seed", "output_dir")
+    try:
+        return experiments.grid_runs(base, grids, seeds, output_dir)
+    except ValueError as error:
+        raise app.UsageError(f"{FLAGS.experiment or 'sweep'}: {error}")
+
+
+def command(run):
+    """The launch.distill command that does the same run: the base settings,
+    then the swept ones, then the seed and the folder."""
+    last = ("seed", "output_dir")
+    args = [
+        arg for arg in config_lib.command_line(run.config)
+        if _flag_of(arg) not in last
     ]
-    runs, commands = [], []
-    for settings in points:
-        run_id = experiments.run_id(settings)
-        run_dir = os.path.join(output_dir, "runs", run_id)
-        overrides = {**settings, "output_dir": run_dir}
-        try:
-            config = distill.config_from_flags(overrides)
-            config.validate()
-        except ValueError as error:
-            raise app.UsageError(f"Run {run_id} of {experiment}: {error}")
-        runs.append(experiments.Run(run_id, settings, config))
-        swept = [
-            f"--{name}={texts.get((name, value), value)}"
-            for name, value in settings.items() if name != "seed"
-        ]
-        kept = [arg for name, arg in base_args if name not in settings]
-        args = [*kept, *swept, f"--seed={settings['seed']}", f"--output_dir={run_dir}"]
-        commands.append("python -m launch.distill " + " ".join(shlex.quote(a) for a in args))
-    return runs, commands
+    swept = [arg for arg in args if _flag_of(arg) in run.settings]
+    args = [arg for arg in args if arg not in swept] + swept
+    args += [f"--seed={run.config.training.seed}", f"--output_dir={run.config.output.directory}"]
+    return "python -m launch.distill " + " ".join(shlex.quote(arg) for arg in args)
+
+
+def _flag_of(arg):
+    name = arg[2:].partition("=")[0]
+    return name[2:] if name.startswith("no") and "=" not in arg else name
 
 
 def ensure_generators(runs, verbose):
     """Trains the GAN that runs with a `gan` policy sample, where there is none yet."""
-    needed = {}
     for run in runs:
         config = run.config
-        if config.policy_for(config.dataset).uses_synthetic and config.generator is None:
-            needed.setdefault((config.dataset, config.data_dir, config.saved_models_dir), config)
-    for (dataset, data_dir, saved_models_dir), config in needed.items():
-        gan_config = gan_job.GANConfig(
-            dataset=dataset, data_dir=data_dir, saved_models_dir=saved_models_dir,
+        if "gan" not in config.distillation_set.resolve(config.data.dataset).stages:
+            continue
+        slug = data_lib.load(config.data.dataset, data_dir=config.data.data_dir).info.slug
+        if os.path.exists(jobs.distill.generator_path(config, slug)):
+            continue
+        print(f"Training the GAN the gan policy samples ({config.data.dataset}); "
+              "see launch.train_gan.")
+        gan_config = jobs.GANConfig(
+            data=config.data, output=jobs.Output(saved_models_dir=config.output.saved_models_dir),
             runtime=config.runtime,
         )
-        slug = data_lib.load(dataset, data_dir=data_dir).info.slug
-        if not os.path.exists(config.resolved_generator(slug)):
-            print(f"Training the GAN the gan policy samples ({dataset}); see launch.train_gan.")
-            common_flags.run_or_exit(gan_job.run, gan_config, verbose=verbose)
+        config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose)
 
 
 def experiment_description(name):
@@ -187,26 +181,23 @@ def experiment_description(name):
 
 def main(argv):
     del argv
-    common_flags.configure_logging()
+    config_flags.configure_logging()
     name = FLAGS.experiment or "sweep"
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name)
-    runs, commands = planned_runs(name, output_dir)
+    runs = planned_runs(output_dir)
     if FLAGS.dry_run:
-        for run, command in zip(runs, commands):
+        for run in runs:
             done = os.path.exists(experiments.sweep.result_path(output_dir, run))
-            print(f"{run.run_id}\t{'done' if done else 'todo'}\t{command}")
+            print(f"{run.run_id}\t{'done' if done else 'todo'}\t{command(run)}")
         return
-    ensure_generators(runs, common_flags.verbosity())
+    ensure_generators(runs, config_flags.verbosity())
     description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
-    try:
-        rows = common_flags.run_or_exit(
-            experiments.run_sweep, runs, output_dir,
-            lambda config: pipeline.run(config, verbose=common_flags.verbosity()),
-            experiment=name, description=description, plot=FLAGS.plots,
-        )
-    except pipeline.ConfigError as error:
-        raise app.UsageError(str(error))
+    rows = config_flags.run_or_exit(
+        experiments.run_sweep, runs, output_dir,
+        lambda config: jobs.distill.run(config, verbose=config_flags.verbosity()),
+        experiment=name, description=description, plot=FLAGS.plots,
+    )
     print()
     print(experiments.summary_markdown(rows))
     print(f"results: {output_dir}/results.csv, results.json, summary.md")

@@ -3,7 +3,7 @@ import pytest
 
 import keras_kd
 from keras_kd import evaluation
-from keras_kd import pipeline
+from keras_kd import jobs
 
 
 def test_distillation_loss_is_what_the_distiller_minimizes(digits):
@@ -14,7 +14,7 @@ def test_distillation_loss_is_what_the_distiller_minimizes(digits):
     distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.5)
     distiller.compile("adam")
     expected = distiller.evaluate(batches, verbose=0, return_dict=True)
-    measured = evaluation.fidelity_metrics(teacher, student, batches, distillation=(0.3, 2.5))
+    measured = evaluation.fidelity_metrics(teacher, student, batches, distillation=keras_kd.jobs.Distillation(alpha=0.3, temperature=2.5))
     assert measured["distillation_loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert measured["agreement"] == pytest.approx(expected["agreement"], abs=1e-6)
     assert "distillation_loss" not in evaluation.fidelity_metrics(teacher, student, batches)
@@ -29,15 +29,20 @@ def test_a_model_is_its_own_perfect_representation_match(digits):
 
 
 def test_teacher_training_settings_default_to_the_students():
-    config = pipeline.DistillConfig(optimizer="sgd", lr=0.05)
-    assert (config.teacher_spec().optimizer, config.teacher_spec().lr) == ("sgd", 0.05)
-    split = pipeline.DistillConfig(optimizer="sgd", lr=0.05, teacher_optimizer="adam",
-                                   teacher_lr=0.002)
+    def config(**settings):
+        return keras_kd.config.build(jobs.DistillConfig, settings)
+
+    plain = config(optimizer="sgd", lr=0.05)
+    assert (plain.teacher_spec().optimizer, plain.teacher_spec().lr) == ("sgd", 0.05)
+    split = config(optimizer="sgd", lr=0.05, teacher_optimizer="adam", teacher_lr=0.002)
     assert (split.teacher_spec().optimizer, split.teacher_spec().lr) == ("adam", 0.002)
     assert (split.student_spec().optimizer, split.student_spec().lr) == ("sgd", 0.05)
     # Unset, the teacher is the default one, so existing members are reused.
-    assert pipeline.DistillConfig(teacher_optimizer="adam", teacher_lr=0.002).teacher_spec() \
-        == pipeline.DistillConfig().teacher_spec()
+    assert config(teacher_optimizer="adam", teacher_lr=0.002).teacher_spec() \
+        == config().teacher_spec()
+    # The GAN job resolves its rating teacher the same way, so it finds the same members.
+    gan = keras_kd.config.build(jobs.GANConfig, {"optimizer": "sgd", "lr": 0.05})
+    assert gan.teacher_spec() == plain.teacher_spec()
 
 
 def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
@@ -49,8 +54,8 @@ def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
         "1,0.7,0.65,0.75\n"  # epoch 2 repeated after a kill before its backup
         "2,0.5,0.9,0.95\n"
     )
-    history = pipeline.read_history(str(path), epochs=3)
+    history = jobs.report.read_history(str(path), epochs=3)
     assert history["epoch"] == [1, 2, 3]
     assert history["loss"] == [1.0, 0.7, 0.5]
     assert history["train_agreement"] == [None, 0.75, 0.95]
-    assert pipeline.read_history(str(tmp_path / "missing.csv"), 3) == {}
+    assert jobs.report.read_history(str(tmp_path / "missing.csv"), 3) == {}

@@ -69,11 +69,9 @@ def test_initial_model_is_where_training_starts(digits):
 
 
 def test_interpolation_needs_one_teacher_of_the_students_architecture():
-    config = keras_kd.pipeline.DistillConfig(student_init="interpolate:0.5")
+    build = keras_kd.config.build
     with pytest.raises(ValueError, match="one-member teacher of the student's architecture"):
-        config.validate()
-    config = keras_kd.pipeline.DistillConfig(
-        student_init="interpolate:0.5", members=1, teacher_arch="resnet8"
-    )
-    config.validate()
-    assert "initinterpolate0.5-teacher" in config.resolved_dirs("digits")[0]
+        build(keras_kd.jobs.DistillConfig, {"student_init": "interpolate:0.5"})
+    config = build(keras_kd.jobs.DistillConfig,
+                   {"student_init": "interpolate:0.5", "members": 1, "teacher_arch": "resnet8"})
+    assert "initinterpolate0.5-teacher" in keras_kd.jobs.distill.output_dir(config, "digits")

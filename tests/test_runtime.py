@@ -60,14 +60,14 @@ def test_gan_scales_both_losses_in_float16(policy):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(precision="float64"), "Unknown precision 'float64'"),
-    (dict(strategy="parameter_server"), "Unknown strategy 'parameter_server'"),
+    (dict(precision="float64"), "precision must be one of .*; got 'float64'"),
+    (dict(strategy="parameter_server"), "strategy must be one of .*; got 'parameter_server'"),
     (dict(cpu_replicas=2), "with strategy 'default'"),
-    (dict(strategy="mirrored", cpu_replicas=0), "cpu_replicas=0"),
+    (dict(strategy="mirrored", cpu_replicas=0), "cpu_replicas must be >= 1; got 0"),
 ])
 def test_runtime_names_its_bad_setting(settings, message):
     with pytest.raises(ValueError, match=message):
-        Runtime(**settings).validate()
+        Runtime(**settings)
 
 
 def test_strategies_are_made_once_per_process(mirrored):

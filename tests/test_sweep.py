@@ -166,13 +166,16 @@ def test_interpolating_all_the_way_starts_the_student_at_its_target(tmp_path):
     assert starts["teacher_init"]["student_accuracy"] < 0.3
 
 
-def test_apps_resolve_the_teachers_training_settings_as_distill_does(tmp_path):
-    from launch import common_flags
-    from launch import sweep as sweep_app
+def test_a_sweep_is_built_from_configs_without_flags():
+    import keras_kd
 
-    sweep_app.FLAGS.unparse_flags()
-    sweep_app.parse_flags(["sweep", "--optimizer=sgd", "--lr=0.05", "--teacher_lr=0.002",
-                           "--teacher_arch=resnet8", "--teacher_epochs=4"])
-    spec = common_flags.teacher_spec()
-    assert (spec.arch, spec.epochs, spec.optimizer, spec.lr) == ("resnet8", 4, "sgd", 0.002)
-    assert spec == sweep_app.distill.config_from_flags().teacher_spec()
+    base = keras_kd.jobs.DistillConfig()
+    configs = [keras_kd.config.override(base, {"members": m, "seed": s})
+               for m in (1, 3) for s in (0, 1)]
+    runs = keras_kd.experiments.config_runs(configs, "out")
+    assert [run.run_id for run in runs] == [
+        "members=1,seed=0", "members=1,seed=1", "members=3,seed=0", "members=3,seed=1"]
+    assert runs[2].config.teacher.members == 3 and runs[2].config.training.seed == 0
+    assert runs[2].config.output.directory == os.path.join("out", "runs", "members=3,seed=0")
+    grid = keras_kd.experiments.grid_runs(base, [{"members": [1, 3]}], [0, 1], "out")
+    assert [run.config for run in grid] == [run.config for run in runs]

@@ -13,13 +13,17 @@ from keras_kd.experiments.results import summarize
 from keras_kd.experiments.results import summary_markdown
 from keras_kd.experiments.results import write_results
 from keras_kd.experiments.sweep import Run
+from keras_kd.experiments.sweep import config_runs
 from keras_kd.experiments.sweep import expand_grids
+from keras_kd.experiments.sweep import grid_runs
 from keras_kd.experiments.sweep import run_id
 from keras_kd.experiments.sweep import run_sweep
 
 __all__ = [
     "Run",
+    "config_runs",
     "expand_grids",
+    "grid_runs",
     "result_row",
     "run_id",
     "run_sweep",

@@ -31,7 +31,7 @@ def result_row(experiment, run_id, settings, report, wall_s):
         experiment: the sweep's name.
         run_id: the run's name in the sweep.
         settings: the run's swept settings (the seed included).
-        report: the report `keras_kd.pipeline.run` returned.
+        report: the report `keras_kd.jobs.distill.run` returned.
         wall_s: the run's wall time in seconds.
 
     Returns:

@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from keras_kd import config as config_lib
 from keras_kd import export
 from keras_kd.experiments import plots
 from keras_kd.experiments import results as results_lib
@@ -25,7 +26,7 @@ class Run:
         settings: the swept settings of this run, the seed included
             (`{"members": 3, "seed": 1}`); runs that differ only in `seed`
             form one configuration of the summary.
-        config: what the sweep's job takes (a `keras_kd.pipeline.DistillConfig`).
+        config: what the sweep's job takes (a `keras_kd.jobs.DistillConfig`).
     """
 
     run_id: str
@@ -81,6 +82,70 @@ def _format(value):
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def grid_runs(base, grids, seeds, output_dir):
+    """A sweep of `base` over grids of settings and seeds.
+
+    Args:
+        base: a job config (a `keras_kd.jobs.DistillConfig`, say).
+        grids: as `expand_grids` takes them, keyed by the config's flag names
+            (`[{"temperature": [1.0, 4.0]}]`).
+        seeds: the seeds every grid point runs with.
+        output_dir: the sweep's folder; run `r` writes to `runs/<run id>`.
+
+    Returns:
+        A list of `Run`s, each config `base` with its settings applied and
+        validated (a ValueError names the run and the bad setting).
+
+    Example:
+
+    >>> runs = grid_runs(keras_kd.jobs.DistillConfig(), [{"temperature": [1.0, 4.0]}],
+    ...                  seeds=[0], output_dir="sweep")
+    >>> [(run.run_id, run.config.distillation.temperature) for run in runs]
+    [('temperature=1,seed=0', 1.0), ('temperature=4,seed=0', 4.0)]
+    """
+    runs = []
+    for settings in expand_grids(grids, seeds):
+        name = run_id(settings)
+        overrides = {**settings, "output_dir": os.path.join(output_dir, "runs", name)}
+        try:
+            config = config_lib.override(base, overrides)
+        except ValueError as error:
+            raise ValueError(f"Run {name}: {error}") from None
+        runs.append(Run(name, settings, config))
+    return runs
+
+
+def config_runs(configs, output_dir):
+    """A sweep of the given configs, each run named by the settings that vary.
+
+    Args:
+        configs: job configs of one class; no two alike.
+        output_dir: the sweep's folder; each run writes to `runs/<run id>`.
+
+    Example:
+
+    >>> base = keras_kd.jobs.DistillConfig()
+    >>> configs = [keras_kd.config.override(base, {"alpha": a}) for a in (0.0, 0.5)]
+    >>> [run.run_id for run in config_runs(configs, "sweep")]
+    ['alpha=0', 'alpha=0.5']
+    """
+    flats = [config_lib.flat(config) for config in configs]
+    varied = [
+        name for name in flats[0]
+        if name != "output_dir" and len({repr(values[name]) for values in flats}) > 1
+    ]
+    varied.sort(key=lambda name: name == "seed")  # the seed last, as in grids
+    runs = []
+    for config, values in zip(configs, flats):
+        settings = {name: values[name] for name in varied}
+        name = run_id(settings)
+        config = config_lib.override(
+            config, {"output_dir": os.path.join(output_dir, "runs", name)}
+        )
+        runs.append(Run(name, settings, config))
+    return runs
+
+
 def result_path(output_dir, run):
     """Where a finished run's result row is kept."""
     return os.path.join(output_dir, "runs", run.run_id, "result.json")
@@ -91,7 +156,7 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
 
     A run is finished once `runs/<run_id>/result.json` exists; it is written
     whole, after the job returns, so a killed sweep reruns at most the run
-    in progress (and `keras_kd.pipeline.run` resumes that one from its
+    in progress (and `keras_kd.jobs.distill.run` resumes that one from its
     backups). After every run the tables are rewritten, so they always hold
     what is finished; the plots are drawn once all runs are.
 
@@ -99,7 +164,7 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         runs: `Run`s with unique `run_id`s.
         output_dir: the sweep's folder.
         job: called as `job(run.config)`; returns a report like
-            `keras_kd.pipeline.run`'s.
+            `keras_kd.jobs.distill.run`'s.
         experiment: the sweep's name, recorded in each row.
         description: Markdown put at the top of `summary.md`.
         log: called with a line of progress per run.

@@ -1,9 +1,8 @@
 """GAN-synthesized distillation data: networks, the `GAN` model, sample quality.
 
-`keras_kd.gan.job` is the train_gan job (`GANConfig`, `run`).
+The job that trains and rates a GAN is `keras_kd.jobs.gan`.
 """
 
-from keras_kd.gan import job
 from keras_kd.gan.model import GAN
 from keras_kd.gan.networks import make_discriminator
 from keras_kd.gan.networks import make_generator
@@ -16,7 +15,6 @@ __all__ = [
     "GAN",
     "class_histogram",
     "frechet_distance",
-    "job",
     "make_discriminator",
     "make_generator",
     "penultimate_features",

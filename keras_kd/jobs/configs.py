@@ -1,0 +1,318 @@
+"""The configs of the jobs: distill, teachers, GAN. Every default is written here once.
+
+Each config is a tree of frozen `keras_kd.config.Config` dataclasses,
+validated when built. The apps in `launch/` derive their flags from these
+declarations; the flag of a setting is given where it differs from the field.
+
+Example:
+
+>>> config = DistillConfig(distillation=Distillation(alpha=0.5))
+>>> config.distillation.alpha, config.teacher.arch
+(0.5, 'resnet20')
+>>> keras_kd.config.override(config, {"temperature": 2.0, "members": 5}).teacher.members
+5
+"""
+
+import dataclasses
+import os
+
+from keras_kd import data as data_lib
+from keras_kd import initialization
+from keras_kd import models
+from keras_kd.config import Config
+from keras_kd.config import group
+from keras_kd.config import setting
+from keras_kd.runtime import Runtime
+from keras_kd.training import OPTIMIZERS
+from keras_kd.training import ClassifierSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Data(Config):
+    """Which dataset a job runs on."""
+
+    dataset: str = setting(
+        "digits", "Dataset: 'digits' (bundled, no download), 'tfds:<name>' or 'npz:<path>'."
+    )
+    data_dir: str | None = setting(None, "TFDS data folder (TFDS' default if unset).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Training(Config):
+    """Training settings the student and the teacher members share."""
+
+    batch_size: int = setting(64, "Global batch size.", lower=1)
+    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
+    weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
+    seed: int = setting(0, "Seed of initializations, batch order and augmentation.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher(Config):
+    """The teacher ensemble: how each member is trained, and where members live."""
+
+    arch: str = setting("resnet20", "Teacher member architecture.", flag="teacher_arch")
+    members: int = setting(3, "Teacher ensemble size.", lower=1)
+    epochs: int = setting(15, "Epochs per teacher member.", flag="teacher_epochs", lower=1)
+    optimizer: str | None = setting(
+        None, "Optimizer of the teacher members (default: --optimizer).",
+        flag="teacher_optimizer", choices=OPTIMIZERS,
+    )
+    lr: float | None = setting(
+        None, "Learning rate of the teacher members (default: --lr).", flag="teacher_lr",
+        above=0.0,
+    )
+    directory: str | None = setting(
+        None, "Folder of teacher members to reuse or fill "
+        "(default <saved_models_dir>/<dataset>/teachers).", flag="teachers_dir",
+    )
+
+    def check(self):
+        models.check_name(self.arch)
+
+    def spec(self, training):
+        """The members' `ClassifierSpec`, unset settings taken from `training`."""
+        return ClassifierSpec(
+            arch=self.arch,
+            epochs=self.epochs,
+            batch_size=training.batch_size,
+            optimizer=self.optimizer or training.optimizer,
+            lr=training.lr if self.lr is None else self.lr,
+            weight_decay=training.weight_decay,
+            seed=training.seed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Student(Config):
+    """The student: its architecture, its epochs and where it starts."""
+
+    arch: str = setting("resnet8", "Student architecture.", flag="student_arch")
+    epochs: int = setting(30, "Distillation epochs.", lower=1)
+    init: str = setting(
+        "random", "Student initialization: random, or interpolate:LAMBDA for LAMBDA * "
+        "target + (1 - LAMBDA) * random (needs --members=1 and --student_arch=--teacher_arch).",
+        flag="student_init",
+    )
+    init_from: str = setting(
+        "teacher", "Target of --student_init=interpolate: the teacher's trained weights, or "
+        "the weights it was initialized with.", flag="student_init_from",
+        choices=("teacher", "teacher_init"),
+    )
+
+    def check(self):
+        models.check_name(self.arch)
+        self.initialization()
+
+    def initialization(self):
+        """The validated `keras_kd.initialization.StudentInit`."""
+        return initialization.StudentInit.parse(self.init, self.init_from)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation(Config):
+    """The loss: `alpha * CE + (1 - alpha) * T^2 * KL` at temperature T."""
+
+    alpha: float = setting(
+        0.0, "Weight of the hard-label loss; 0 is pure distillation.", lower=0.0, upper=1.0
+    )
+    temperature: float = setting(4.0, "Distillation temperature (> 0).", above=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationSet(Config):
+    """How the distillation set is built from the training split (see `keras_kd.data`)."""
+
+    policy: str = setting(
+        "identity", "Distillation-set policy: registered stages joined with '+' "
+        "(see keras_kd.data.STAGES; e.g. crop_flip+mixup).",
+    )
+    flip: str = setting(
+        "auto", "Horizontal flip in crop_flip; auto: on, except for digit datasets.",
+        choices=("auto", "on", "off"),
+    )
+    mixup_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.", above=0.0)
+    mixup_portion: float = setting(
+        1.0, "Share of each batch that mixup/cutmix mix.", lower=0.0, upper=1.0
+    )
+    synthetic_fraction: float = setting(
+        0.5, "Share of each batch drawn from the generator under the gan stage.",
+        lower=0.0, upper=1.0,
+    )
+    synthetic_temperature: float | None = setting(
+        None, "Distillation temperature of synthetic examples (default: --temperature).",
+        above=0.0,
+    )
+    generator: str | None = setting(
+        None, "Keras generator file for the gan stage "
+        "(default <saved_models_dir>/<dataset>/gan/generator.keras).",
+    )
+
+    def check(self):
+        self.resolve("digits")
+
+    def resolve(self, dataset_name):
+        """The `keras_kd.data.Policy`, `flip=auto` resolved for the dataset."""
+        flip = {"on": True, "off": False}.get(self.flip)
+        if flip is None:
+            flip = data_lib.default_flip(dataset_name)
+        return data_lib.Policy.parse(
+            self.policy,
+            flip=flip,
+            mixup_alpha=self.mixup_alpha,
+            mixup_portion=self.mixup_portion,
+            synthetic_fraction=self.synthetic_fraction,
+            synthetic_temperature=self.synthetic_temperature,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache(Config):
+    """Teacher-output caching."""
+
+    mode: str = setting(
+        "auto", "Teacher-output caching: auto caches static policies (on disk) and "
+        "--cached_views (in memory when it fits); off calls the teacher every step.",
+        flag="teacher_cache", choices=data_lib.CACHE_MODES,
+    )
+    cached_views: int = setting(
+        0, "Pre-sample this many augmented copies of the training set and cache their "
+        "teacher outputs (stochastic policies); 0: draw fresh every epoch.", lower=0,
+    )
+    directory: str | None = setting(
+        None, "Folder of disk caches (default <saved_models_dir>/<dataset>/teacher_cache).",
+        flag="cache_dir",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Output(Config):
+    """Where a job writes."""
+
+    directory: str | None = setting(
+        None, "Run folder (default under <saved_models_dir>/<dataset>/).", flag="output_dir"
+    )
+    saved_models_dir: str = setting("saved_models", "Root of the default output folders.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(Config):
+    """Everything the distill job (`keras_kd.jobs.distill`) depends on.
+
+    Defaults follow the study (pure distillation, `alpha=0`, at temperature 4,
+    from a 3-member ensemble) at a scale that runs in minutes on a CPU.
+    `student.init="interpolate:LAMBDA"` starts the student at `LAMBDA *
+    target + (1 - LAMBDA) * random_init` (the target, `student.init_from`, is
+    the teacher's trained or initial weights) and needs a one-member teacher
+    of the student's architecture.
+    """
+
+    data: Data = group(Data)
+    teacher: Teacher = group(Teacher)
+    student: Student = group(Student)
+    training: Training = group(Training)
+    distillation: Distillation = group(Distillation)
+    distillation_set: DistillationSet = group(DistillationSet)
+    cache: Cache = group(Cache)
+    output: Output = group(Output)
+    runtime: Runtime = group(Runtime)
+
+    def check(self):
+        policy = self.distillation_set.resolve(self.data.dataset)
+        data_lib.check_cache_request(policy, self.cache.mode, self.cache.cached_views)
+        if self.student.initialization().interpolation is not None and (
+            self.student.arch != self.teacher.arch or self.teacher.members != 1
+        ):
+            raise ValueError(
+                f"student_init={self.student.init!r} interpolates toward the teacher's "
+                "weights, so it needs a one-member teacher of the student's architecture; "
+                f"got members={self.teacher.members}, teacher_arch={self.teacher.arch!r}, "
+                f"student_arch={self.student.arch!r}."
+            )
+
+    def teacher_spec(self):
+        """How each teacher member is trained."""
+        return self.teacher.spec(self.training)
+
+    def student_spec(self):
+        """The student's training settings."""
+        return dataclasses.replace(
+            self.teacher_spec(), arch=self.student.arch, epochs=self.student.epochs,
+            optimizer=self.training.optimizer, lr=self.training.lr,
+        )
+
+    def run_name(self):
+        """The default run folder's name, from the main settings."""
+        name = (
+            f"{self.student.arch}_from_{self.teacher.members}x{self.teacher.arch}"
+            f"_T{self.distillation.temperature:g}_a{self.distillation.alpha:g}"
+            f"_s{self.training.seed}"
+        )
+        if self.distillation_set.policy != "identity":
+            name += f"_{self.distillation_set.policy}"
+        if self.cache.cached_views:
+            name += f"_views{self.cache.cached_views}"
+        if self.student.initialization().interpolation is not None:
+            name += f"_init{self.student.init.replace(':', '')}-{self.student.init_from}"
+        return name
+
+
+@dataclasses.dataclass(frozen=True)
+class TeachersConfig(Config):
+    """Everything the teachers job (`keras_kd.jobs.teachers.train`) depends on."""
+
+    data: Data = group(Data)
+    teacher: Teacher = group(Teacher)
+    training: Training = group(Training)
+    output: Output = group(Output)
+    runtime: Runtime = group(Runtime)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANTraining(Config):
+    """The GAN's own training settings (Adam for both networks, hinge loss).
+
+    The defaults are tuned for 8x8 digits on a CPU: with Adam at lr 2e-4 (the
+    GAN's usual default) 100 epochs left samples at a teacher Fréchet
+    distance of 143 (noise: 186); at 1e-3, 150 epochs reached 43.
+    """
+
+    epochs: int = setting(200, "GAN training epochs.", lower=1)
+    batch_size: int = setting(64, "GAN batch size (global).", flag="gan_batch_size", lower=1)
+    lr: float = setting(1e-3, "Adam learning rate of both networks.", flag="gan_lr", above=0.0)
+    beta_1: float = setting(0.5, "Adam beta_1 of both networks, in [0, 1).", lower=0.0,
+                            below=1.0)
+    beta_2: float = setting(0.999, "Adam beta_2 of both networks, in [0, 1).", lower=0.0,
+                            below=1.0)
+    latent_dim: int = setting(64, "Size of the generator's latent vector.", lower=1)
+    discriminator_steps: int = setting(
+        1, "Discriminator updates per generator update.", lower=1
+    )
+    num_samples: int = setting(1000, "Samples rated by the teacher.", lower=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig(Config):
+    """Everything the GAN job (`keras_kd.jobs.gan`) depends on.
+
+    `teacher` and `training` describe the teacher ensemble that rates the
+    samples, resolved as the distill job resolves them, so both jobs share
+    the same members.
+    """
+
+    data: Data = group(Data)
+    gan: GANTraining = group(GANTraining)
+    teacher: Teacher = group(Teacher)
+    training: Training = group(Training)
+    output: Output = group(Output)
+    runtime: Runtime = group(Runtime)
+
+    def teacher_spec(self):
+        """How each teacher member is trained."""
+        return self.teacher.spec(self.training)
+
+
+def resolved_path(path, saved_models_dir, dataset_slug, *default):
+    """`path`, or its default under `<saved_models_dir>/<dataset_slug>/`."""
+    return path or os.path.join(saved_models_dir, dataset_slug, *default)

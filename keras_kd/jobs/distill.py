@@ -1,0 +1,250 @@
+"""The distill job: train a teacher ensemble, distill a student, report fidelity.
+
+`run(DistillConfig(...))` is what `python -m launch.distill` does; call it
+from a notebook or a sweep to get the same run and the same files.
+"""
+
+import dataclasses
+import os
+
+import keras
+
+from keras_kd import callbacks as callbacks_lib
+from keras_kd import config as config_lib
+from keras_kd import data as data_lib
+from keras_kd import distribute
+from keras_kd import evaluation
+from keras_kd import export
+from keras_kd import initialization
+from keras_kd import models
+from keras_kd import training
+from keras_kd.distiller import Distiller
+from keras_kd.ensemble import Ensemble
+from keras_kd.jobs import outline
+from keras_kd.jobs import report as report_lib
+from keras_kd.jobs import teachers as teachers_lib
+
+
+class ConfigError(ValueError):
+    """A setting that does not fit the dataset, found before any training."""
+
+
+def output_dir(config, dataset_slug):
+    """The run folder: `output.directory`, or one named by the main settings."""
+    return config.output.directory or os.path.join(
+        config.output.saved_models_dir, dataset_slug, "distill", config.run_name()
+    )
+
+
+def cache_dir(config, dataset_slug):
+    """Where disk caches of teacher outputs go."""
+    return config.cache.directory or os.path.join(
+        config.output.saved_models_dir, dataset_slug, "teacher_cache"
+    )
+
+
+def generator_path(config, dataset_slug):
+    """The generator file the `gan` stage samples."""
+    return config.distillation_set.generator or os.path.join(
+        config.output.saved_models_dir, dataset_slug, "gan", "generator.keras"
+    )
+
+
+def run(config, verbose="auto"):
+    """Runs the distill job and writes its files; returns the report.
+
+    Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
+    "teacher_members", "artifacts", "timing", "resumed_at_epoch",
+    "history", "student_start"}`: `config` holds every setting under its
+    flag name; `history` the per-epoch logs, fidelity on the train and test
+    splits included; `student_start` the test fidelity of an interpolated
+    student before training), `<output_dir>/report.md`, and the student as
+    `<output_dir>/saved_model` and `<output_dir>/student.keras`. Teachers are
+    reused from (or saved to) the teachers folder. Fidelity is reported on
+    the `train` split (as it is, un-augmented), the `test` split, and
+    `distill`: a sample of the distillation set (its first epoch's first
+    batches), as many batches as the test split has.
+
+    Training is backed up at each epoch's end; rerunning a killed run resumes
+    it (the teacher member or the student in training continues after its
+    last finished epoch) and, with `runtime.deterministic`, ends with the
+    weights of an uninterrupted run. The backups are removed once every file
+    is written. Under a multi-worker strategy every worker runs this; the
+    chief writes the files, the others write to scratch folders.
+
+    Args:
+        config: a `keras_kd.jobs.DistillConfig` (valid by construction).
+        verbose: Keras' progress output.
+
+    Raises:
+        ConfigError: when a setting does not fit the dataset (a policy stage
+            for RGB images on grayscale data, a missing generator), before
+            any training.
+        keras_kd.callbacks.NonFiniteLossError: when a loss turns NaN or
+            infinite; the backups are kept.
+    """
+    job = outline.JobRun(config.runtime)
+    data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
+    policy, synthetic = _policy_and_source(config, data.info)
+    job.open(output_dir(config, data.info.slug))
+    strategy = job.strategy
+    batch_size = config.training.batch_size
+
+    with job.timed("teachers_s"):
+        members = teachers_lib.ensemble_members(
+            config.teacher_spec(), data, config.teacher.members,
+            teachers_lib.teachers_dir(config, data.info.slug), verbose, config.runtime,
+            os.path.join(job.backup_root, "teachers"),
+        )
+        with strategy.scope():
+            teacher = Ensemble([member["path"] for member in members])
+
+    with job.timed("distillation_set_s"):
+        distill_set = data_lib.distillation_set(
+            data.train,
+            data.info.num_classes,
+            policy,
+            batch_size=batch_size,
+            seed=config.training.seed,
+            teacher=teacher,
+            cache=config.cache.mode,
+            cached_views=config.cache.cached_views,
+            cache_dir=distribute.worker_dir(cache_dir(config, data.info.slug), strategy),
+            synthetic=synthetic,
+            temperature=config.distillation.temperature,
+            epochs=config.student.epochs,
+        )
+        steps_per_epoch = data_lib.steps_per_epoch(distill_set, config.student.epochs)
+
+    with job.timed("distill_s"):
+        student_backup = job.backup_dir("student")
+        initial_epoch = job.resume_epoch(student_backup)
+        # The per-epoch logs live beside the backup, so a resumed run keeps them.
+        history_path = os.path.join(student_backup, "history.csv")
+        if initial_epoch == 0 and os.path.exists(history_path):
+            os.remove(history_path)
+        os.makedirs(student_backup, exist_ok=True)
+        keras.utils.set_random_seed(training.derived_seed(config.training.seed, "student"))
+        with strategy.scope():
+            student = models.get(
+                config.student.arch, data.info.input_shape, data.info.num_classes
+            )
+            start = _initialize_student(student, config, data, teacher)
+            distiller = Distiller(
+                student, teacher, alpha=config.distillation.alpha,
+                temperature=config.distillation.temperature,
+            )
+            distiller.compile(
+                optimizer=config.student_spec().optimizer_for(
+                    data.info.num_train, steps_per_epoch
+                ),
+                **config.runtime.compile_settings(strategy),
+            )
+        backups = training.fit_callbacks(student_backup, "the student")
+        distiller.fit(
+            # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
+            # finished epochs' batches and sees the rest as they would have been.
+            distill_set.skip(initial_epoch * steps_per_epoch),
+            epochs=config.student.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[
+                callbacks_lib.FidelityCallback(data_lib.batched(data.test, batch_size), "test"),
+                callbacks_lib.FidelityCallback(data_lib.batched(data.train, batch_size), "train"),
+                keras.callbacks.CSVLogger(history_path, append=True),
+                *backups,
+            ],
+            verbose=verbose,
+            shuffle=False,
+        )
+
+    job.timing["backup_s"] = sum(getattr(callback, "seconds", 0.0) for callback in backups)
+
+    with job.timed("evaluate_s"):
+        test_batches = -(-data.info.num_test // batch_size)
+        splits = {
+            "train": data_lib.batched(data.train, batch_size),
+            "test": data_lib.batched(data.test, batch_size),
+            "distill": distill_set.take(test_batches),
+        }
+        split_metrics = evaluation.fidelity_report(
+            teacher, student, splits, distillation=config.distillation, representation=True,
+        )
+
+    with job.timed("export_s"):
+        artifacts = export.export_student(student, job.written_dir)
+    artifacts["teachers"] = [member["path"] for member in members]
+    artifacts["report_md"] = job.write_path("report.md")
+    report = {
+        "config": {
+            **config_lib.flat(config),
+            "flip": policy.flip,
+            "output_dir": job.output_dir,
+            "teachers_dir": teachers_lib.teachers_dir(config, data.info.slug),
+            "policy_settings": policy.describe(data.info.input_shape),
+            "synthetic_source": synthetic.description if synthetic else None,
+            "replicas": strategy.num_replicas_in_sync,
+            "jit_compiled": bool(distiller.jit_compile),
+        },
+        "dataset": dataclasses.asdict(data.info),
+        "splits": split_metrics,
+        "teacher_members": members,
+        "artifacts": artifacts,
+        "timing": job.timing,
+        "resumed_at_epoch": initial_epoch,
+        "student_start": {"test": start} if start else None,
+        "history": report_lib.read_history(history_path, config.student.epochs),
+    }
+    export.write_text(report_lib.report_markdown(report), artifacts["report_md"])
+    export.write_json(report, job.write_path("report.json"))
+    job.finish()
+    return report
+
+
+def _initialize_student(student, config, data, teacher):
+    """Interpolates the fresh student toward the teacher, if the config asks to.
+
+    Returns the interpolated student's fidelity on the test split (where
+    training starts from), or `None` for a random start.
+    """
+    init = config.student.initialization()
+    if init.interpolation is None:
+        return None
+    if init.source == "teacher":
+        target = teacher.members[0]
+    else:
+        spec = config.teacher_spec()
+        target = training.initial_model(spec, data.info, training.member_seed(spec, 0))
+    initialization.interpolate_weights(student, target, init.interpolation)
+    batch_size = config.training.batch_size
+    initialization.reestimate_batch_norm(student, data_lib.batched(data.train, batch_size))
+    return evaluation.fidelity_metrics(
+        teacher, student, data_lib.batched(data.test, batch_size)
+    )
+
+
+def _policy_and_source(config, info):
+    """The run's policy, checked against the data, and its synthetic source."""
+    policy = config.distillation_set.resolve(info.name)
+    try:
+        policy.validate(info.input_shape)
+    except ValueError as error:
+        raise ConfigError(f"Dataset {info.name!r}: {error}") from None
+    if not policy.uses_synthetic:
+        return policy, None
+    path = generator_path(config, info.slug)
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"Policy {policy.name!r} samples a generator, but there is none at "
+            f"{path!r}. Train one with `python -m launch.train_gan "
+            f"--dataset={info.name}`, or pass the path of a Keras generator "
+            "(generator=... / --generator)."
+        )
+    generator = keras.saving.load_model(path, compile=False)
+    source = data_lib.SyntheticSource.from_generator(generator)
+    if source.input_shape != tuple(info.input_shape):
+        raise ConfigError(
+            f"The generator at {path!r} makes inputs of shape {source.input_shape}; "
+            f"dataset {info.name!r} has inputs of shape {tuple(info.input_shape)}."
+        )
+    return policy, source

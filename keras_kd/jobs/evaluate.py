@@ -1,0 +1,56 @@
+"""The evaluate job: re-measure a saved student against its saved teacher."""
+
+import json
+import os
+
+from keras_kd import data as data_lib
+from keras_kd import evaluation
+from keras_kd import export
+from keras_kd.ensemble import Ensemble
+
+SPLITS = ("train", "test")
+
+
+def models_of_run(run_dir):
+    """`(student path, teacher member paths, dataset)` named by a distill run's report."""
+    path = os.path.join(run_dir, "report.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"run_dir={run_dir!r} has no report.json.")
+    with open(path) as f:
+        report = json.load(f)
+    return report["artifacts"]["keras"], report["artifacts"]["teachers"], \
+        report["config"]["dataset"]
+
+
+def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
+             data_dir=None):
+    """Fidelity of a saved student against its saved teacher members, split by split.
+
+    Args:
+        student_path: a `.keras` file or a SavedModel folder.
+        teacher_paths: the teacher ensemble's members (files or folders).
+        dataset: the dataset's name (see `keras_kd.data.load`).
+        splits: among `"train"` and `"test"`.
+        batch_size: examples per evaluated batch.
+        data_dir: TFDS data folder.
+
+    Returns:
+        `{split: {metric: value}}`, with `linear_cka` when every model is a
+        `.keras` file (a SavedModel has no layers to take features from).
+
+    Raises:
+        ValueError: a missing model or an unknown split, before any loading.
+    """
+    for path in [student_path, *teacher_paths]:
+        if not os.path.exists(path):
+            raise ValueError(f"No model at {path!r}.")
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"splits: unknown split(s) {unknown}; expected among {SPLITS}.")
+    data = data_lib.load(dataset, data_dir=data_dir)
+    available = {"train": data.train, "test": data.test}
+    student = export.load_model(student_path)
+    teacher = Ensemble(list(teacher_paths))
+    batches = {name: data_lib.batched(available[name], batch_size) for name in splits}
+    functional = all(str(path).endswith(".keras") for path in [student_path, *teacher_paths])
+    return evaluation.fidelity_report(teacher, student, batches, representation=functional)

@@ -1,0 +1,170 @@
+"""The GAN job: train a GAN on a dataset, save its generator, rate its samples.
+
+Sample quality is rated with the distillation teacher (trained, or reused from
+`teachers_dir`, exactly as `launch.distill` would): the Fréchet distance
+between its penultimate-layer features of real training images and of
+generated ones, the same distance for uniform-noise images as a reference,
+and the histogram of its predicted classes on the samples.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_kd import config as config_lib
+from keras_kd import data as data_lib
+from keras_kd import export
+from keras_kd import training
+from keras_kd.ensemble import Ensemble
+from keras_kd.gan import quality
+from keras_kd.gan.model import GAN
+from keras_kd.gan.networks import make_discriminator
+from keras_kd.gan.networks import make_generator
+from keras_kd.jobs import outline
+from keras_kd.jobs import teachers as teachers_lib
+
+
+def output_dir(config, dataset_slug):
+    """The GAN's folder: `output.directory`, or `<saved_models_dir>/<dataset>/gan`,
+    where the distill job's `gan` stage looks."""
+    return config.output.directory or os.path.join(
+        config.output.saved_models_dir, dataset_slug, "gan"
+    )
+
+
+def run(config, verbose="auto"):
+    """Trains the GAN, saves it and rates its samples; returns the metrics.
+
+    Writes, under the output folder: `generator.keras` (what the `gan`
+    policy of a distillation set samples), `discriminator.keras`,
+    `samples.png` (a grid of samples, each titled with the teacher's class)
+    and `metrics.json` (`teacher_frechet_distance`,
+    `noise_frechet_distance`, `class_histogram`, ...).
+    """
+    job = outline.JobRun(config.runtime)
+    data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
+    job.open(output_dir(config, data.info.slug))
+    strategy = job.strategy
+    settings = config.gan
+    seed = config.training.seed
+    shape = tuple(data.info.input_shape)
+
+    with job.timed("gan_s"):
+        gan_backup = job.backup_dir("gan")
+        initial_epoch = job.resume_epoch(gan_backup)
+        keras.utils.set_random_seed(training.derived_seed(seed, "gan"))
+        with strategy.scope():
+            gan = GAN(
+                make_generator(shape, settings.latent_dim),
+                make_discriminator(shape),
+                discriminator_steps=settings.discriminator_steps,
+                seed=training.derived_seed(seed, "gan_latents"),
+            )
+            gan.compile(
+                *(
+                    keras.optimizers.Adam(
+                        settings.lr, beta_1=settings.beta_1, beta_2=settings.beta_2
+                    )
+                    for _ in range(2)
+                ),
+                **config.runtime.compile_settings(strategy),
+            )
+        batches = data_lib.batched(
+            data.train, settings.batch_size, shuffle=True, seed=seed, drop_remainder=True,
+            epochs=settings.epochs, initial_epoch=initial_epoch,
+        )
+        history = gan.fit(
+            batches,
+            epochs=settings.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=data_lib.steps_per_epoch(batches, settings.epochs, initial_epoch),
+            callbacks=training.fit_callbacks(gan_backup, "the GAN"),
+            verbose=verbose,
+            shuffle=False,
+        ).history
+        generator_path = export.save_keras(gan.generator, job.write_path("generator.keras"))
+        export.save_keras(gan.discriminator, job.write_path("discriminator.keras"))
+
+    teachers_dir = teachers_lib.teachers_dir(config, data.info.slug)
+    with job.timed("teachers_s"):
+        members = teachers_lib.ensemble_members(
+            config.teacher_spec(), data, config.teacher.members, teachers_dir, verbose,
+            config.runtime, os.path.join(job.backup_root, "teachers"),
+        )
+        teacher = Ensemble([member["path"] for member in members])
+
+    with job.timed("rate_s"):
+        samples = gan.sample(config.gan.num_samples, seed=seed).numpy()
+        metrics = rate_samples(samples, teacher, data, seed)
+        samples_png = _save_grid(samples, teacher, job.write_path("samples.png"))
+    metrics["final_losses"] = {
+        name: float(values[-1]) for name, values in history.items() if values
+    }
+    metrics["feature_space"] = (
+        f"penultimate layer of the {len(members)}-member {config.teacher.arch} teacher "
+        "(a Fréchet distance in its feature space, not Inception FID)"
+    )
+    report = {
+        **metrics,
+        "config": {**config_lib.flat(config), "output_dir": job.output_dir,
+                   "teachers_dir": teachers_dir},
+        "resumed_at_epoch": initial_epoch,
+        "artifacts": {"generator": generator_path, "samples_png": samples_png,
+                      "teachers": [member["path"] for member in members]},
+        "timing": job.timing,
+    }
+    export.write_json(report, job.write_path("metrics.json"))
+    job.finish()
+    return report
+
+
+def rate_samples(samples, teacher, data, seed):
+    """How a teacher sees generated samples against real training inputs.
+
+    Returns `teacher_frechet_distance` (real vs samples, in the teacher's
+    penultimate feature space), `noise_frechet_distance` (real vs uniform
+    noise, the reference), the class histograms of samples and real inputs,
+    and `classes_covered`.
+    """
+    real = np.concatenate([x.numpy() for x, _ in data.train.batch(1024)])
+    noise = np.random.default_rng(seed).uniform(size=samples.shape).astype("float32")
+    real_features = quality.penultimate_features(teacher, real)
+    histogram = quality.class_histogram(teacher, samples, data.info.num_classes)
+    return {
+        "teacher_frechet_distance": quality.frechet_distance(
+            real_features, quality.penultimate_features(teacher, samples)
+        ),
+        "noise_frechet_distance": quality.frechet_distance(
+            real_features, quality.penultimate_features(teacher, noise)
+        ),
+        "class_histogram": histogram,
+        "classes_covered": int(np.count_nonzero(histogram)),
+        "real_class_histogram": quality.class_histogram(teacher, real, data.info.num_classes),
+        "num_samples": int(len(samples)),
+    }
+
+
+def _save_grid(samples, teacher, path, rows=8, columns=8):
+    """Writes a grid of samples, each titled with the teacher's predicted class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    shown = samples[: rows * columns]
+    predicted = teacher.predict(shown, verbose=0).argmax(axis=-1)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25))
+    for axis, image, label in zip(axes.flat, shown, predicted):
+        gray = image.shape[-1] == 1
+        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None,
+                    vmin=0.0, vmax=1.0)
+        axis.set_title(str(label), fontsize=8)
+        axis.axis("off")
+    for axis in list(axes.flat)[len(shown):]:
+        axis.axis("off")
+    figure.tight_layout()
+    with export.atomic_path(path, suffix=".png") as staged:
+        figure.savefig(staged, dpi=80)
+    pyplot.close(figure)
+    return path

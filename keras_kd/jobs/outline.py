@@ -1,0 +1,93 @@
+"""The outline every job shares: strategy, folders, resume, backups, timing, clean-up.
+
+A job (distill, teachers, GAN) opens a `JobRun`, does its work inside it and
+calls `finish()` once every file is written:
+
+    run = JobRun(config.runtime)          # before any TensorFlow work
+    data = ...
+    run.open(output_dir)
+    with run.timed("train_s"):
+        epoch = run.resume_epoch(run.backup_dir("student"))
+        ...
+    run.finish()
+
+Under a multi-worker strategy every worker runs the same job: `write_path`
+sends the chief's files to `output_dir` and the others' to scratch folders;
+each worker backs up to its own folder, and all agree on where to resume.
+"""
+
+import contextlib
+import os
+import shutil
+import time
+
+from keras_kd import distribute
+from keras_kd import training
+
+
+class JobRun:
+    """One run of a job: its strategy, folders, backups and timings.
+
+    Args:
+        runtime: the job's `keras_kd.runtime.Runtime`; starting the run
+            applies it (strategy, precision, determinism), so make the
+            `JobRun` before any other TensorFlow work.
+
+    Attributes:
+        strategy: the `tf.distribute` strategy every model is built under.
+        timing: seconds spent in each `timed` section, for the report.
+    """
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.strategy = runtime.start()
+        self.output_dir = self.backup_root = self.written_dir = None
+        self.timing = {}
+        self._backups = []
+
+    def open(self, output_dir):
+        """Sets the job's output folder; backups default to `<output_dir>/backup`."""
+        self.output_dir = output_dir
+        self.backup_root = self.runtime.resolved_backup_dir(output_dir)
+        self.written_dir = distribute.worker_dir(output_dir, self.strategy)
+        return self
+
+    @contextlib.contextmanager
+    def timed(self, name):
+        """Adds the seconds spent in the `with` block to `timing[name]`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[name] = self.timing.get(name, 0.0) + time.perf_counter() - started
+
+    def write_path(self, *names):
+        """Where this process writes the output file `names` (the chief: the real path)."""
+        return os.path.join(self.written_dir, *names)
+
+    @property
+    def is_chief(self):
+        """Whether this process's files are the run's."""
+        return distribute.is_chief(self.strategy)
+
+    def backup_dir(self, *names):
+        """This worker's backup folder for one trainer of the job (`"student"`, say)."""
+        path = distribute.worker_backup_dir(
+            os.path.join(self.backup_root, *names), self.strategy
+        )
+        self._backups.append(path)
+        return path
+
+    def resume_epoch(self, backup_dir):
+        """The epoch the trainer backed up to `backup_dir` resumes at, agreed by all
+        workers (0 when there is no backup)."""
+        return training.resume_epoch(backup_dir, self.strategy)
+
+    def finish(self):
+        """Removes the backups and scratch folders: every file is written."""
+        if self.is_chief:
+            shutil.rmtree(self.backup_root, ignore_errors=True)
+        else:
+            for path in self._backups:
+                shutil.rmtree(path, ignore_errors=True)
+        distribute.cleanup_worker_dirs()

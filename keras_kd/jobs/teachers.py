@@ -1,0 +1,143 @@
+"""The teacher ensemble: members trained once, reused by key, and the teachers job."""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import keras
+
+from keras_kd import callbacks as callbacks_lib
+from keras_kd import data as data_lib
+from keras_kd import distribute
+from keras_kd import export
+from keras_kd import training
+from keras_kd.ensemble import Ensemble
+from keras_kd.jobs import outline
+from keras_kd.runtime import Runtime
+
+
+def teachers_dir(config, dataset_slug):
+    """The folder of a job's teacher members, its default filled in."""
+    return config.teacher.directory or os.path.join(
+        config.output.saved_models_dir, dataset_slug, "teachers"
+    )
+
+
+def train(config, verbose="auto"):
+    """The teachers job: trains (or reuses) the members of `config`'s ensemble.
+
+    Args:
+        config: a `keras_kd.jobs.TeachersConfig`; its `output.directory`, when
+            set, is the members' folder (default: `teacher.directory`, or
+            `<saved_models_dir>/<dataset>/teachers`).
+
+    Returns:
+        `{"members": [...], "ensemble_test_accuracy": float, "directory": str,
+        "chief": bool}`, each member as `ensemble_members` returns it; `chief`
+        says whether this process's files are the run's (multi-worker).
+    """
+    run = outline.JobRun(config.runtime)
+    data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
+    directory = config.output.directory or teachers_dir(config, data.info.slug)
+    run.open(directory)
+    members = ensemble_members(
+        config.teacher.spec(config.training), data, config.teacher.members, directory,
+        verbose, config.runtime, run.backup_root,
+    )
+    teacher = Ensemble([member["path"] for member in members])
+    accuracy = _accuracy(teacher, data_lib.batched(data.test, config.training.batch_size))
+    run.finish()
+    return {"members": members, "ensemble_test_accuracy": accuracy, "directory": directory,
+            "chief": run.is_chief}
+
+
+def ensemble_members(
+    spec, data, num_members, directory, verbose="auto", runtime=None, backup_dir=None
+):
+    """The paths of `num_members` trained members, training only what is missing.
+
+    Members live in `<directory>/<arch>-<key>/member_<k>.keras`, where `key`
+    hashes the dataset and every training setting, so changed settings never
+    reuse stale members. Member `k` is trained with a seed derived from
+    `(spec.seed, k)`: a 5-member ensemble extends a 3-member one. A member
+    counts as finished once its `.keras` file and its `.json` record (test
+    metrics and settings, written after the model) both exist; each is
+    written whole or not at all.
+
+    With `backup_dir`, a member in training is backed up to
+    `<backup_dir>/<arch>-<key>/member_<k>` at each epoch, and a rerun resumes
+    it. Under a multi-worker `runtime`, workers reuse a member only if all of
+    them find it, and only the chief writes into `directory`.
+
+    Returns:
+        A list of dicts with `path`, `test_accuracy` and `reused`.
+    """
+    if not isinstance(num_members, int) or num_members < 1:
+        raise ValueError(f"members must be a positive integer; got {num_members!r}.")
+    runtime = runtime or Runtime()
+    strategy = runtime.start()
+    settings = {"dataset": data.info.name, **dataclasses.asdict(spec)}
+    if runtime.precision != "float32":
+        settings["precision"] = runtime.precision
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    folder = os.path.join(directory, f"{spec.arch}-{key}")
+    paths = [os.path.join(folder, f"member_{k}.keras") for k in range(num_members)]
+    finished = distribute.all_workers_agree(
+        [os.path.isfile(path) and os.path.isfile(_record_path(path)) for path in paths],
+        strategy,
+    )
+    write_folder = distribute.worker_dir(folder, strategy)
+    records = []
+    for k, (path, reuse) in enumerate(zip(paths, finished)):
+        if reuse:
+            with open(_record_path(path)) as f:
+                record = json.load(f)
+            records.append({"path": path, "test_accuracy": record["test_accuracy"], "reused": True})
+            continue
+        member_backup = None
+        if backup_dir is not None:
+            member_backup = distribute.worker_backup_dir(
+                os.path.join(backup_dir, f"{spec.arch}-{key}", f"member_{k}"), strategy
+            )
+        model = training.train_classifier(
+            spec, data, training.member_seed(spec, k), verbose, runtime, member_backup
+        )
+        test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
+        path = os.path.join(write_folder, os.path.basename(path))
+        export.save_keras(model, path)
+        record = {"settings": settings, "member": k, "test_accuracy": test_accuracy}
+        export.write_json(record, _record_path(path))
+        if member_backup is not None:
+            callbacks_lib.remove_backups(member_backup)
+        records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
+    if backup_dir is not None:
+        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
+    return records
+
+
+def _remove_empty_folders(folder, stop):
+    """Removes `folder`'s empty subfolders, then it and its parents up to `stop`, if empty."""
+    if os.path.isdir(folder):
+        for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+            if not os.listdir(root):
+                os.rmdir(root)
+    stop = os.path.abspath(stop)
+    parent = os.path.abspath(folder)
+    while len(parent) >= len(stop):
+        if os.path.isdir(parent):
+            if os.listdir(parent):
+                return
+            os.rmdir(parent)
+        parent = os.path.dirname(parent)
+
+
+def _record_path(member_path):
+    return member_path[: -len(".keras")] + ".json"
+
+
+def _accuracy(model, batches):
+    metric = keras.metrics.SparseCategoricalAccuracy()
+    for x, y in batches:
+        metric.update_state(y, model(x, training=False))
+    return float(metric.result())

@@ -1,0 +1,116 @@
+"""absl flags derived from a job's config: one flag per setting, declared once.
+
+`define_config_flags(DistillConfig)` defines a flag for every leaf setting of
+the config (its flag name, default, help, choices and bounds come from the
+setting's declaration in `keras_kd.jobs.configs`); `config_from_flags` builds
+the config back from the parsed flags, validated, or exits with a usage error
+that names the bad setting. A new setting is a new field: its flag follows.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from keras_kd import config as config_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum(
+    "verbose", "auto", ["auto", "0", "1", "2"],
+    "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.",
+)
+
+
+def define_config_flags(config_class, defaults=None):
+    """Defines a flag for every setting of `config_class`.
+
+    Args:
+        config_class: a `keras_kd.config.Config` dataclass.
+        defaults: a config whose values are the flags' defaults (default:
+            `config_class()`).
+
+    Returns:
+        The flag names, in declaration order.
+    """
+    defaults = config_lib.flat(defaults or config_class())
+    names = []
+    for path, field in config_lib.leaf_settings(config_class):
+        name = config_lib.flag_name(field)
+        owner = _owner(config_class, path)
+        kind, _ = config_lib.leaf_type(owner, field)
+        _define(name, kind, defaults[name], field.metadata)
+        names.append(name)
+    return names
+
+
+def _owner(config_class, path):
+    import typing
+
+    owner = config_class
+    for part in path.split(".")[:-1]:
+        owner = typing.get_type_hints(owner)[part]
+    return owner
+
+
+def _define(name, kind, default, meta):
+    help_text = meta["help"]
+    bounds = {}
+    lower = meta.get("lower") if meta.get("lower") is not None else meta.get("above")
+    if lower is not None:
+        bounds["lower_bound"] = lower
+    if meta.get("upper") is not None:
+        bounds["upper_bound"] = meta["upper"]
+    if meta.get("choices") is not None:
+        flags.DEFINE_enum(name, default, [str(choice) for choice in meta["choices"]], help_text)
+    elif kind is bool:
+        flags.DEFINE_bool(name, default, help_text)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, help_text, **bounds)
+    elif kind is float:
+        flags.DEFINE_float(name, default, help_text, **bounds)
+    else:
+        flags.DEFINE_string(name, default, help_text)
+
+
+def config_from_flags(config_class, names=None):
+    """The config of `config_class` from the parsed flags, or a usage error.
+
+    Args:
+        config_class: the config the flags were defined from.
+        names: the flags to read (default: every setting's).
+    """
+    paths = config_lib.flag_paths(config_class)
+    names = names or list(paths)
+    try:
+        return config_lib.build(config_class, {name: FLAGS[name].value for name in names})
+    except ValueError as error:
+        raise app.UsageError(str(error))
+
+
+def configure_logging():
+    """Shows warnings and up unless --verbosity was given (-v 0 for INFO).
+
+    TensorFlow logs every SavedModel write at INFO, and absl's `app.run`
+    raises an unset --verbosity to INFO after parsing, so this runs in `main`.
+    """
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity("warning")
+
+
+def verbosity():
+    """The --verbose flag as Keras takes it."""
+    return FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+
+
+def run_or_exit(job, *args, **kwargs):
+    """Calls `job`; a NaN loss ends the app with its message and exit code 1,
+    and a setting that does not fit the data with a usage error."""
+    from keras_kd import callbacks
+    from keras_kd import jobs
+
+    try:
+        return job(*args, **kwargs)
+    except callbacks.NonFiniteLossError as error:
+        raise SystemExit(f"error: {error}")
+    except jobs.ConfigError as error:
+        raise app.UsageError(str(error))
