@@ -1,18 +1,21 @@
 """Callbacks: atomic backups, a stop on NaN, and fidelity logged each epoch."""
 
+import dataclasses
 import math
 import os
 import re
+import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from keras_kd import batch as batch_lib
 from keras_kd import export
-from keras_kd import metrics as metrics_lib
+from keras_kd import fidelity as fidelity_lib
 
-_BACKUP_NAME = re.compile(r"^epoch-(\d+)\.weights\.h5$")
+_BACKUP_NAME = re.compile(r"^epoch-(\d+)\.(weights\.h5|state\.npz)$")
 
 
 class BackupAndRestore(keras.callbacks.Callback):
@@ -24,6 +27,11 @@ class BackupAndRestore(keras.callbacks.Callback):
     previous backup intact and never a partial one that looks finished.
     The weights include the optimizer's state (its step count, so also the
     learning-rate schedule's position).
+
+    A model that defines `backup_variables()` (the `Distiller` does: its
+    student's and optimizer's variables, not the frozen teacher's) is backed
+    up as exactly those variables (`epoch-0003.state.npz`); any other model
+    with `save_weights`.
 
     `fit` resumes after the last backed-up epoch. Data must be the same for
     the resumed epochs: `keras_kd.data` pipelines built with `epochs=N` and
@@ -53,6 +61,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             raise ValueError(f"backup_dir must be a folder path; got {backup_dir!r}.")
         self.backup_dir = os.fspath(backup_dir)
         self.delete_on_end = delete_on_end
+        self.seconds = 0.0  # spent writing backups, for a job's timing
 
     @staticmethod
     def completed_epochs(backup_dir):
@@ -70,17 +79,28 @@ class BackupAndRestore(keras.callbacks.Callback):
             )
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(_backup_path(self.backup_dir, epochs))
+        path = _backup_path(self.backup_dir, epochs)
+        if path.endswith(".npz"):
+            _restore_variables(self.model.backup_variables(), path)
+        else:
+            self.model.load_weights(path)
         # What keras.callbacks.BackupAndRestore sets: fit starts at this epoch.
         self.model._initial_epoch = epochs
 
     def on_epoch_end(self, epoch, logs=None):
-        path = _backup_path(self.backup_dir, epoch + 1)
-        with export.atomic_path(path, suffix=".weights.h5") as staged:
-            self.model.save_weights(staged)
+        started = time.perf_counter()
+        variables = getattr(self.model, "backup_variables", None)
+        path = _backup_path(self.backup_dir, epoch + 1, state=variables is not None)
+        with export.atomic_path(path, suffix=os.path.basename(path)[len("epoch-0000"):]) \
+                as staged:
+            if variables is None:
+                self.model.save_weights(staged)
+            else:
+                _save_variables(variables(), staged)
         for older in _backups(self.backup_dir):
             if older < epoch + 1:
                 os.remove(_backup_path(self.backup_dir, older))
+        self.seconds += time.perf_counter() - started
 
     def on_train_end(self, logs=None):
         if self.delete_on_end:
@@ -96,14 +116,41 @@ def remove_backups(backup_dir):
 
 
 def _backups(backup_dir):
+    """`{epochs: file name}` of the backups in `backup_dir`."""
     if not os.path.isdir(backup_dir):
-        return []
+        return {}
     matches = (_BACKUP_NAME.match(name) for name in os.listdir(backup_dir))
-    return sorted(int(match.group(1)) for match in matches if match)
+    return {int(match.group(1)): match.group(0) for match in matches if match}
 
 
-def _backup_path(backup_dir, epochs):
-    return os.path.join(backup_dir, f"epoch-{epochs:04d}.weights.h5")
+def _backup_path(backup_dir, epochs, state=None):
+    """The backup of `epochs` epochs: the existing one, or a new `.state.npz`
+    (`state`) or `.weights.h5` file."""
+    if state is None:
+        return os.path.join(backup_dir, _backups(backup_dir)[epochs])
+    suffix = "state.npz" if state else "weights.h5"
+    return os.path.join(backup_dir, f"epoch-{epochs:04d}.{suffix}")
+
+
+def _save_variables(variables, path):
+    arrays = {f"v{index:05d}": variable.numpy() for index, variable in enumerate(variables)}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _restore_variables(variables, path):
+    # Matched by order and shape, as Keras' load_weights matches: layer names
+    # depend on what else the process built before.
+    with np.load(path) as state:
+        shapes = [state[f"v{index:05d}"].shape for index in range(len(state.files))]
+        if shapes != [tuple(variable.shape) for variable in variables]:
+            raise ValueError(
+                f"The backup {path!r} holds {len(shapes)} variables that do not match "
+                f"this model's {len(variables)} in order and shape; it belongs to "
+                "another model."
+            )
+        for index, variable in enumerate(variables):
+            variable.assign(state[f"v{index:05d}"])
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -160,8 +207,9 @@ class FidelityCallback(keras.callbacks.Callback):
     At the end of every `every`-th epoch it measures, on `data`, the top-1
     agreement and the predictive KL (nats) of the student against the
     teacher at temperature 1, and the student's accuracy when the batches
-    carry labels. They enter the epoch's logs as `<name>_agreement`,
-    `<name>_predictive_kl` and `<name>_accuracy`, so `History` (what `fit`
+    carry labels (`keras_kd.fidelity.Fidelity`, as every report measures
+    them). They enter the epoch's logs as `<name>_agreement`,
+    `<name>_predictive_kl` and `<name>_student_accuracy`, so `History` (what `fit`
     returns), the progress bar, `CSVLogger` and any callback after this one
     see them. With `log_dir`, they are also written for TensorBoard to
     `<log_dir>/<name>` as `epoch_agreement`, ... (the layout of
@@ -212,11 +260,7 @@ class FidelityCallback(keras.callbacks.Callback):
         self._batches = None
         self._writer = None
         self._measure = None
-        self._trackers = {
-            "agreement": metrics_lib.Agreement(),
-            "predictive_kl": metrics_lib.PredictiveKL(),
-            "accuracy": keras.metrics.MeanMetricWrapper(metrics_lib.accuracy),
-        }
+        self._fidelity = fidelity_lib.Fidelity(calibration=False)
 
     def _models(self):
         teacher = self.teacher if self.teacher is not None else getattr(
@@ -233,45 +277,35 @@ class FidelityCallback(keras.callbacks.Callback):
         return teacher, student
 
     def _held_out_batches(self, teacher):
-        """`(x, y or None, teacher_logits, sample_weight or None)` per batch."""
+        """Each batch with its teacher logits, computed once."""
         batches = []
         for data in self.data:
             batch = batch_lib.unpack(data)
-            logits = batch.teacher_logits
-            if logits is None:
-                logits = teacher(batch.x, training=False)
-            labeled = None if batch.y is None else batch_lib.labeled_weight(batch)
-            batches.append((batch.x, batch.y, tf.cast(logits, "float32"),
-                             batch.sample_weight, labeled))
+            batches.append(dataclasses.replace(
+                batch, teacher_logits=fidelity_lib.teacher_logits(batch, teacher)
+            ))
         if not batches:
             raise ValueError(f"FidelityCallback({self.name!r}) got no batches.")
         return batches
-
-    def _measure_batch(self, student, x, y, teacher_logits, sample_weight, labeled):
-        student_logits = tf.cast(student(x, training=False), "float32")
-        self._trackers["agreement"].update_state(teacher_logits, student_logits, sample_weight)
-        self._trackers["predictive_kl"].update_state(
-            teacher_logits, student_logits, sample_weight
-        )
-        if y is not None:
-            self._trackers["accuracy"].update_state(y, student_logits, labeled)
 
     def measure(self):
         """The fidelity of the student now, as a dict of floats."""
         teacher, student = self._models()
         if self._batches is None:
             self._batches = self._held_out_batches(teacher)
-            self._measure = tf.function(
-                lambda *batch: self._measure_batch(student, *batch), reduce_retracing=True
-            )
-        for tracker in self._trackers.values():
-            tracker.reset_state()
+
+            def measure_batch(*parts):
+                # A batch travels as its parts: tf.function traces tensors, not dataclasses.
+                batch = batch_lib.DistillationBatch(*parts)
+                self._fidelity.update_state(
+                    batch, batch.teacher_logits, student(batch.x, training=False)
+                )
+
+            self._measure = tf.function(measure_batch, reduce_retracing=True)
+        self._fidelity.reset_state()
         for batch in self._batches:
-            self._measure(*batch)
-        names = ("agreement", "predictive_kl")
-        if self._batches[0][1] is not None:
-            names += ("accuracy",)
-        return {name: float(self._trackers[name].result()) for name in names}
+            self._measure(*(getattr(batch, field.name) for field in dataclasses.fields(batch)))
+        return self._fidelity.result()
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params.get("epochs") if self.params else None

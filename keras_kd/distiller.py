@@ -4,9 +4,9 @@ import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
-from keras_kd import distribute
+from keras_kd import multi_worker
+from keras_kd import fidelity as fidelity_lib
 from keras_kd import losses
-from keras_kd import metrics as metrics_lib
 from keras_kd import models
 
 
@@ -29,7 +29,7 @@ def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
-class Distiller(distribute.MultiWorkerFit, keras.Model):
+class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     """Trains a student on a blend of hard labels and a teacher's soft targets.
 
     The per-example loss is
@@ -47,8 +47,10 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
 
     `fit` and `evaluate` report `loss` (the blended loss), its terms
     `hard_loss` (`alpha * CE`) and `soft_loss` (`(1 - alpha) * T^2 * KL`),
-    `accuracy` (student against labels), `agreement` and `predictive_kl` (student against teacher,
-    at temperature 1) and `ece` (the student's calibration).
+    and the `keras_kd.fidelity.Fidelity` metrics: `student_accuracy`
+    (against labels), `agreement` and `predictive_kl` (student against
+    teacher, at temperature 1) and `student_ece` (the student's calibration),
+    named as in every fidelity report.
 
     Args:
         student: a Keras model returning logits.
@@ -66,7 +68,7 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
     >>> x = np.random.rand(64, 8, 8, 1); y = np.random.randint(0, 10, 64)
     >>> history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
     >>> sorted(history.history)
-    ['accuracy', 'agreement', 'ece', 'hard_loss', 'loss', 'predictive_kl', 'soft_loss']
+    ['agreement', 'hard_loss', 'loss', 'predictive_kl', 'soft_loss', 'student_accuracy', 'student_ece']
     """
 
     def __init__(self, student, teacher, alpha=0.0, temperature=4.0, **kwargs):
@@ -84,12 +86,7 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
-        self.accuracy_tracker = keras.metrics.MeanMetricWrapper(
-            metrics_lib.accuracy, name="accuracy"
-        )
-        self.agreement_tracker = metrics_lib.Agreement(name="agreement")
-        self.kl_tracker = metrics_lib.PredictiveKL(name="predictive_kl")
-        self.ece_tracker = metrics_lib.ExpectedCalibrationError(name="ece")
+        self.fidelity = fidelity_lib.Fidelity()
         if student.built:
             self.built = True
 
@@ -122,10 +119,7 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
             self.loss_tracker,
             self.hard_loss_tracker,
             self.soft_loss_tracker,
-            self.accuracy_tracker,
-            self.agreement_tracker,
-            self.kl_tracker,
-            self.ece_tracker,
+            *self.fidelity.metrics,
         ]
         if getattr(self, "_compile_metrics", None) is not None:
             trackers.append(self._compile_metrics)
@@ -172,16 +166,21 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
     def predict_step(self, data):
         return self.student(batch_lib.unpack(data).x, training=False)
 
+    def backup_variables(self):
+        """What a backup must hold to resume training: the student's variables
+        and the optimizer's state, not the frozen teacher's weights
+        (see `keras_kd.callbacks.BackupAndRestore`)."""
+        variables = list(self.student.variables)
+        if self.optimizer is not None:
+            variables += list(self.optimizer.variables)
+        return variables
+
     def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
         """Exports the student (not the teacher) for inference."""
         return self.student.export(filepath, format=format, verbose=verbose, **kwargs)
 
     def _teacher_logits(self, batch):
-        if batch.teacher_logits is not None:
-            teacher_logits = batch.teacher_logits
-        else:
-            teacher_logits = self.teacher(batch.x, training=False)
-        return tf.stop_gradient(tf.cast(teacher_logits, "float32"))
+        return tf.stop_gradient(fidelity_lib.teacher_logits(batch, self.teacher))
 
     def _per_example_terms(self, batch, teacher_logits, student_logits):
         """The `(hard, soft)` loss terms per example, sample weights applied."""
@@ -223,18 +222,11 @@ class Distiller(distribute.MultiWorkerFit, keras.Model):
         self.loss_tracker.update_state(hard + soft + regularization)
         self.hard_loss_tracker.update_state(hard)
         self.soft_loss_tracker.update_state(soft)
-        self.agreement_tracker.update_state(
-            teacher_logits, student_logits, batch.sample_weight
-        )
-        self.kl_tracker.update_state(teacher_logits, student_logits, batch.sample_weight)
-        if batch.y is not None:
-            labeled_weight = batch_lib.labeled_weight(batch)
-            self.accuracy_tracker.update_state(batch.y, student_logits, labeled_weight)
-            self.ece_tracker.update_state(batch.y, student_logits, labeled_weight)
-            if getattr(self, "_compile_metrics", None) is not None:
-                self._compile_metrics.update_state(
-                    batch.y, student_logits, labeled_weight
-                )
+        self.fidelity.update_state(batch, teacher_logits, student_logits)
+        if batch.y is not None and getattr(self, "_compile_metrics", None) is not None:
+            self._compile_metrics.update_state(
+                batch.y, student_logits, batch_lib.labeled_weight(batch)
+            )
         return self.get_metrics_result()
 
     def get_config(self):

@@ -1,110 +1,83 @@
 """Fidelity reports: how closely a student matches its teacher, split by split."""
 
-import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
-from keras_kd import losses
-from keras_kd import metrics as metrics_lib
+from keras_kd import fidelity as fidelity_lib
 from keras_kd import models
 
-METRIC_NAMES = (
-    "teacher_accuracy",
-    "student_accuracy",
-    "agreement",
-    "predictive_kl",
-    "student_ece",
-    "teacher_ece",
-    "linear_cka",
-    "distillation_loss",
-)
+METRIC_NAMES = fidelity_lib.METRIC_NAMES
 
 
-def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None):
+def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
+                     representation=False):
     """Accuracy, calibration and teacher-student fidelity over one split.
+
+    Each batch runs the teacher once (not at all when it carries
+    `teacher_logits`) and the student once, features included when
+    `representation` asks for them.
 
     Args:
         teacher: a model returning logits; not called for batches that carry
-            `teacher_logits` (it may then be `None`).
+            `teacher_logits` (it may then be `None`, without `representation`).
         student: a model returning logits.
         dataset: batches in any `keras_kd.batch` format.
         num_bins: confidence bins of the calibration error.
-        distillation: `(alpha, temperature)` to also report
+        distillation: an object with `alpha` and `temperature` (a
+            `keras_kd.jobs.Distillation`, or the `Distiller`) to also report
             `distillation_loss`, the mean per-example loss a `Distiller` with
-            those settings minimizes (a batch's own temperatures win, as in
-            training); `None` to skip it.
+            those settings minimizes; `None` to skip it.
+        representation: also report `linear_cka`, the linear CKA of the
+            models' penultimate features (`keras_kd.models.penultimate`);
+            needs functional models.
 
     Returns:
         A dict of floats keyed by `METRIC_NAMES`. Accuracy and calibration
         cover labeled examples; they are absent for a split without labels.
     """
-    trackers = {
-        "teacher_accuracy": keras.metrics.MeanMetricWrapper(metrics_lib.accuracy),
-        "student_accuracy": keras.metrics.MeanMetricWrapper(metrics_lib.accuracy),
-        "agreement": metrics_lib.Agreement(),
-        "predictive_kl": metrics_lib.PredictiveKL(),
-        "student_ece": metrics_lib.ExpectedCalibrationError(num_bins),
-        "teacher_ece": metrics_lib.ExpectedCalibrationError(num_bins),
-    }
-    if distillation is not None:
-        trackers["distillation_loss"] = keras.metrics.Mean()
-    labeled = tf.Variable(0.0, trainable=False)
+    fidelity = fidelity_lib.Fidelity(
+        teacher_metrics=True, num_bins=num_bins, representation=representation,
+        distillation=distillation,
+    )
+    if representation:
+        teacher_model = models.features_and_logits(teacher)
+        student_model = models.features_and_logits(student)
 
     def update(data):
         batch = batch_lib.unpack(data)
-        teacher_logits = batch.teacher_logits
-        if teacher_logits is None:
-            teacher_logits = teacher(batch.x, training=False)
-        student_logits = student(batch.x, training=False)
-        if distillation is not None:
-            _update_distillation_loss(
-                trackers["distillation_loss"], batch, teacher_logits, student_logits,
-                *distillation,
+        if not representation:
+            fidelity.update_state(
+                batch, fidelity_lib.teacher_logits(batch, teacher),
+                student(batch.x, training=False),
             )
-        trackers["agreement"].update_state(
-            teacher_logits, student_logits, batch.sample_weight
+            return
+        teacher_features, logits = teacher_model(batch.x, training=False)
+        if batch.teacher_logits is not None:
+            logits = batch.teacher_logits
+        student_features, student_logits = student_model(batch.x, training=False)
+        fidelity.update_state(
+            batch, tf.cast(logits, "float32"), student_logits,
+            features=(teacher_features, student_features),
         )
-        trackers["predictive_kl"].update_state(
-            teacher_logits, student_logits, batch.sample_weight
-        )
-        if batch.y is not None:
-            weight = batch_lib.labeled_weight(batch)
-            for role, logits in (("teacher", teacher_logits), ("student", student_logits)):
-                trackers[f"{role}_accuracy"].update_state(batch.y, logits, weight)
-                trackers[f"{role}_ece"].update_state(batch.y, logits, weight)
-            labeled.assign_add(1.0)
 
     # One trace per split: the spec leaves the batch size free, so the last,
     # smaller batch does not retrace.
     spec = getattr(dataset, "element_spec", None)
-    if spec is None:
-        update = tf.function(update, reduce_retracing=True)
-    else:
-        update = tf.function(update, input_signature=(spec,))
+    traced = None
     for data in dataset:
-        update(data)
-    has_labels = float(labeled.numpy()) > 0
-    return {
-        name: float(tracker.result())
-        for name, tracker in trackers.items()
-        if has_labels or name in ("agreement", "predictive_kl", "distillation_loss")
-    }
+        if traced is None and representation:
+            update(data)  # eagerly, so the CKA metric makes its variables here
+            traced = _trace(update, spec)
+            continue
+        traced = traced or _trace(update, spec)
+        traced(data)
+    return fidelity.result()
 
 
-def _update_distillation_loss(tracker, batch, teacher_logits, student_logits, alpha,
-                              temperature):
-    if batch.temperature is not None:
-        temperature = batch.temperature
-    if batch.y is None:
-        # Without labels only the soft term is defined; it keeps its weight.
-        _, soft = losses.distillation_loss_terms(None, teacher_logits, student_logits, 0.0,
-                                                 temperature)
-        tracker.update_state((1.0 - alpha) * soft, batch.sample_weight)
-        return
-    hard, soft = losses.distillation_loss_terms(
-        batch.y, teacher_logits, student_logits, alpha, temperature, batch.hard_label_mask
-    )
-    tracker.update_state(hard + soft, batch.sample_weight)
+def _trace(function, spec):
+    if spec is None:
+        return tf.function(function, reduce_retracing=True)
+    return tf.function(function, input_signature=(spec,))
 
 
 def representation_similarity(teacher, student, dataset):
@@ -119,30 +92,7 @@ def representation_similarity(teacher, student, dataset):
     Returns:
         The linear CKA over the whole split, a float in [0, 1].
     """
-    teacher_features = models.penultimate(teacher)
-    student_features = models.penultimate(student)
-    cka = metrics_lib.LinearCKA()
-
-    def update(data):
-        batch = batch_lib.unpack(data)
-        cka.update_state(
-            teacher_features(batch.x, training=False),
-            student_features(batch.x, training=False),
-            batch.sample_weight,
-        )
-
-    spec = getattr(dataset, "element_spec", None)
-    traced = None
-    for data in dataset:
-        if traced is None:
-            update(data)  # eagerly, so the metric makes its variables here
-            traced = (
-                tf.function(update, reduce_retracing=True) if spec is None
-                else tf.function(update, input_signature=(spec,))
-            )
-        else:
-            traced(data)
-    return float(cka.result())
+    return fidelity_metrics(teacher, student, dataset, representation=True)["linear_cka"]
 
 
 def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
@@ -154,20 +104,19 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
         student: the student model.
         splits: a mapping from split name (`"train"`, `"test"`, ...) to batches.
         num_bins: confidence bins of the calibration error.
-        distillation: `(alpha, temperature)` to report `distillation_loss`.
+        distillation: an object with `alpha` and `temperature` to report
+            `distillation_loss`.
         representation: also report `linear_cka`, the linear CKA of the
-            models' penultimate features (`representation_similarity`);
-            needs functional models.
+            models' penultimate features; needs functional models.
 
     Returns:
         `{split_name: {metric_name: value}}`.
     """
-    report = {}
-    for name, dataset in splits.items():
-        report[name] = fidelity_metrics(teacher, student, dataset, num_bins, distillation)
-        if representation:
-            report[name]["linear_cka"] = representation_similarity(teacher, student, dataset)
-    return report
+    return {
+        name: fidelity_metrics(teacher, student, dataset, num_bins, distillation,
+                               representation)
+        for name, dataset in splits.items()
+    }
 
 
 def markdown_table(report):

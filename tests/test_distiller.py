@@ -74,10 +74,10 @@ def test_evaluate_reports_true_metric_values(rng):
     t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
     expected_loss = 0.5 * reference.cross_entropy(y, s) + 0.5 * 9.0 * reference.kl(t, s, 3.0)
     assert logs["loss"] == pytest.approx(expected_loss.mean(), rel=1e-5)
-    assert logs["accuracy"] == pytest.approx(np.mean(s.argmax(-1) == y))
+    assert logs["student_accuracy"] == pytest.approx(np.mean(s.argmax(-1) == y))
     assert logs["agreement"] == pytest.approx(np.mean(s.argmax(-1) == t.argmax(-1)))
     assert logs["predictive_kl"] == pytest.approx(reference.kl(t, s).mean(), rel=1e-5)
-    assert logs["ece"] == pytest.approx(reference.ece(y, s, 15), rel=1e-4)
+    assert logs["student_ece"] == pytest.approx(reference.ece(y, s, 15), rel=1e-4)
 
 
 def test_teacher_is_never_trained(digits):
@@ -130,7 +130,7 @@ def test_dict_batches_carry_masks_temperatures_and_weights(rng):
     assert logs["loss"] == pytest.approx(per_example.mean(), rel=1e-5)
     labeled = mask > 0
     expected_accuracy = np.average(s.argmax(-1)[labeled] == y[labeled], weights=weight[labeled])
-    assert logs["accuracy"] == pytest.approx(expected_accuracy, rel=1e-5)
+    assert logs["student_accuracy"] == pytest.approx(expected_accuracy, rel=1e-5)
 
 
 def _mirrored_run(strategy, x, y, initial_weights):
@@ -162,7 +162,8 @@ def test_mirrored_strategy_matches_one_device(digits, mirrored):
     mirrored_weights, mirrored_logs = _mirrored_run(strategy, x, y, initial)
     for a, b in zip(single_weights, mirrored_weights):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
-    for name in ("loss", "hard_loss", "soft_loss", "accuracy", "agreement", "predictive_kl", "ece"):
+    for name in ("loss", "hard_loss", "soft_loss", "student_accuracy", "agreement", "predictive_kl",
+                 "student_ece"):
         np.testing.assert_allclose(single_logs[name], mirrored_logs[name], rtol=1e-4, atol=1e-6)
 
 
@@ -329,7 +330,7 @@ def test_pure_distillation_trains_without_labels(rng):
     distiller.compile(optimizer="adam")
     history = distiller.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=3, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
-    assert "accuracy" in history  # reported, though nothing labeled it
+    assert "student_accuracy" in history  # reported, though nothing labeled it
 
 
 def test_compile_refuses_a_loss():

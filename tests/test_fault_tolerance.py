@@ -69,7 +69,7 @@ def test_a_killed_run_resumes_and_ends_bit_for_bit_as_an_uninterrupted_one(tmp_p
     # 2. Rerun: the member resumes after its last backup; killed while the student trains.
     second = _start(killed, tmp_path / "2.log")
     student_epochs = _kill_after_backup(
-        second, os.path.join(backup, "student", "epoch-*.weights.h5"))
+        second, os.path.join(backup, "student", "epoch-*.state.npz"))
     assert _first_epoch_line(tmp_path / "2.log") == str(teacher_epochs + 1)
     assert 1 <= student_epochs < 6
     members = sorted(glob.glob(os.path.join(killed, "digits", "teachers", "*", "member_*.keras")))

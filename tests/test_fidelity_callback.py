@@ -38,7 +38,7 @@ def test_fidelity_is_logged_each_epoch_as_evaluation_measures_it(digits, tmp_pat
     final = evaluation.fidelity_metrics(teacher.model, student, test)
     assert logged["test_agreement"][-1] == pytest.approx(final["agreement"], abs=1e-6)
     assert logged["test_predictive_kl"][-1] == pytest.approx(final["predictive_kl"], rel=1e-5)
-    assert logged["test_accuracy"][-1] == pytest.approx(final["student_accuracy"], abs=1e-6)
+    assert logged["test_student_accuracy"][-1] == pytest.approx(final["student_accuracy"], abs=1e-6)
 
     events = glob.glob(str(tmp_path / "test" / "events.out.tfevents.*"))
     assert events

@@ -6,6 +6,9 @@
   `resnet56`, ...), stages of 16/32/64 filters;
 - `cnn`: a small VGG-style convolutional network;
 - `mlp`: a multilayer perceptron (any input rank).
+
+Names live in a registry: `register(name, builder)` adds an architecture of
+your own, which `get`, the job configs and the apps' flags then accept.
 """
 
 import re
@@ -17,7 +20,46 @@ from keras_kd.models.simple import cnn
 from keras_kd.models.simple import mlp
 
 _RESNET = re.compile(r"resnet(\d+)$")
-_BUILDERS = {"cnn": cnn, "mlp": mlp}
+# The model registry: name -> builder(input_shape, num_classes, **kwargs).
+_BUILDERS = {}
+
+
+def register(name, builder=None, *, overwrite=False):
+    """Registers `builder(input_shape, num_classes, **kwargs)` as model `name`.
+
+    The builder returns a functional `keras.Model` mapping inputs to logits
+    (its last layer the logits layer, so `penultimate` finds its features).
+    Use it as a function or as a decorator.
+
+    Example:
+
+    >>> @keras_kd.models.register("tiny")
+    ... def tiny(input_shape, num_classes):
+    ...     inputs = keras.Input(input_shape)
+    ...     features = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(inputs))
+    ...     return keras.Model(inputs, keras.layers.Dense(num_classes)(features))
+    >>> keras_kd.models.get("tiny", (4,), 3).output_shape
+    (None, 3)
+    >>> keras_kd.models.unregister("tiny")
+    """
+    if builder is None:
+        return lambda function: register(name, function, overwrite=overwrite)
+    if not isinstance(name, str) or not name or _RESNET.match(name):
+        raise ValueError(f"A model name is a non-empty string not of the resnet<depth> family; "
+                         f"got {name!r}.")
+    if name in _BUILDERS and not overwrite:
+        raise ValueError(f"A model {name!r} is registered already; pass overwrite=True.")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def unregister(name):
+    """Removes model `name` from the registry."""
+    _BUILDERS.pop(name, None)
+
+
+register("cnn", cnn)
+register("mlp", mlp)
 
 
 def names():
@@ -62,18 +104,37 @@ def penultimate(model, name=None):
     >>> keras_kd.models.penultimate(model).output_shape
     (None, 64)
     """
+    extractor = features_and_logits(model)
+    inputs = extractor.inputs[0] if len(extractor.inputs) == 1 else extractor.inputs
+    return keras.Model(inputs, extractor.outputs[0], name=name or f"{model.name}_features")
+
+
+def features_and_logits(model, name=None):
+    """A model mapping `model`'s inputs to `(penultimate features, logits)`.
+
+    One call gives both, so a report that needs a teacher's features (for
+    CKA) and its logits runs the teacher once per batch. For an ensemble,
+    the members' features side by side and the ensemble's logits
+    (`keras_kd.ensemble.ensemble_logits` of the members').
+
+    Example:
+
+    >>> model = keras_kd.models.get("mlp", (4,), 3, hidden_units=(8,))
+    >>> [tuple(output.shape) for output in keras_kd.models.features_and_logits(model).outputs]
+    [(None, 8), (None, 3)]
+    """
     members = getattr(model, "members", None)
     if members:
-        extractors = [
-            penultimate(member, f"member{k}_features") for k, member in enumerate(members)
-        ]
-        inputs = keras.Input(extractors[0].input_shape[1:])
-        features = [extractor(inputs) for extractor in extractors]
-        if len(features) > 1:
-            features = keras.layers.Concatenate()(features)
-        else:
-            features = features[0]
-        return keras.Model(inputs, features, name=name or f"{model.name}_features")
+        from keras_kd.ensemble import ensemble_logits
+
+        parts = [features_and_logits(member, f"member{k}_features")
+                 for k, member in enumerate(members)]
+        inputs = keras.Input(parts[0].inputs[0].shape[1:])
+        outputs = [part(inputs) for part in parts]
+        features = [feature for feature, _ in outputs]
+        features = keras.layers.Concatenate()(features) if len(features) > 1 else features[0]
+        logits = ensemble_logits(keras.ops.stack([logit for _, logit in outputs], axis=0))
+        return keras.Model(inputs, [features, logits], name=name or f"{model.name}_features")
     inputs = getattr(model, "inputs", None)
     if not isinstance(model, keras.Model) or not inputs or len(model.layers) < 2:
         raise ValueError(
@@ -85,7 +146,7 @@ def penultimate(model, name=None):
         features = keras.layers.Flatten()(features)
     if len(inputs) == 1:
         inputs = inputs[0]  # so the extractor takes a tensor, as the model does
-    return keras.Model(inputs, features, name=name or f"{model.name}_features")
+    return keras.Model(inputs, [features, model.outputs[0]], name=name or f"{model.name}_features")
 
 
 def check_name(name):

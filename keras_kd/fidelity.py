@@ -1,0 +1,170 @@
+"""The fidelity of a student to its teacher: one set of metrics, one naming.
+
+`Fidelity` holds the metrics that compare a student with its teacher (top-1
+agreement, predictive KL) and with the labels (accuracy, calibration), and
+`teacher_logits` is the one way to get a batch's teacher logits (carried by
+the batch, from a cache, or computed by the teacher). The `Distiller`'s
+training metrics, `keras_kd.evaluation`'s reports and
+`keras_kd.callbacks.FidelityCallback` all use them, so a metric added here
+shows up in all three, under the same name.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_kd import batch as batch_lib
+from keras_kd import losses
+from keras_kd import metrics as metrics_lib
+
+# Every result key, in report order.
+METRIC_NAMES = (
+    "teacher_accuracy",
+    "student_accuracy",
+    "agreement",
+    "predictive_kl",
+    "student_ece",
+    "teacher_ece",
+    "linear_cka",
+    "distillation_loss",
+)
+# Results that need labels; a split without any reports none of them.
+LABEL_METRICS = ("teacher_accuracy", "student_accuracy", "student_ece", "teacher_ece")
+
+
+def teacher_logits(batch, teacher):
+    """The teacher's float32 logits for a `keras_kd.batch.DistillationBatch`.
+
+    The batch's own `teacher_logits` (precomputed, or from a cache) win; the
+    teacher is called (in inference mode) only for batches without them.
+    """
+    logits = batch.teacher_logits
+    if logits is None:
+        if teacher is None:
+            raise ValueError(
+                "The batch carries no teacher_logits and no teacher was given to compute them."
+            )
+        logits = teacher(batch.x, training=False)
+    return tf.cast(logits, "float32")
+
+
+class Fidelity:
+    """The metrics of a student against its teacher and the labels.
+
+    Results are keyed by `METRIC_NAMES`: `agreement` and `predictive_kl`
+    (student against teacher, at temperature 1), `student_accuracy` and
+    `student_ece` (against labels, over labeled examples), and, as asked,
+    `teacher_accuracy` and `teacher_ece`, `linear_cka` of penultimate
+    features, and `distillation_loss`.
+
+    Args:
+        teacher_metrics: also measure the teacher against the labels.
+        calibration: measure the expected calibration error.
+        num_bins: confidence bins of the calibration error.
+        representation: measure the linear CKA of the teacher's and the
+            student's features (`update_state(..., features=(t, s))`).
+        distillation: an object with `alpha` and `temperature` (a
+            `keras_kd.jobs.Distillation`, or the `Distiller`) to report
+            `distillation_loss`, the mean per-example loss a `Distiller`
+            with those settings minimizes (a batch's own temperatures win).
+
+    Example:
+
+    >>> fidelity = keras_kd.fidelity.Fidelity()
+    >>> batch = keras_kd.batch.unpack((np.zeros((2, 4)), np.array([0, 1])))
+    >>> fidelity.update_state(batch, np.array([[2.0, 0.0], [0.0, 2.0]]),
+    ...                       np.array([[1.0, 0.0], [1.0, 0.0]]))
+    >>> {name: round(value, 2) for name, value in fidelity.result().items()}
+    {'student_accuracy': 0.5, 'agreement': 0.5, 'predictive_kl': 0.45, 'student_ece': 0.23}
+    """
+
+    def __init__(self, teacher_metrics=False, calibration=True, num_bins=15,
+                 representation=False, distillation=None):
+        self.distillation = distillation
+        self._metrics = {}
+        if teacher_metrics:
+            self._metrics["teacher_accuracy"] = _accuracy("teacher_accuracy")
+        self._metrics["student_accuracy"] = _accuracy("student_accuracy")
+        self._metrics["agreement"] = metrics_lib.Agreement(name="agreement")
+        self._metrics["predictive_kl"] = metrics_lib.PredictiveKL(name="predictive_kl")
+        if calibration:
+            self._metrics["student_ece"] = metrics_lib.ExpectedCalibrationError(
+                num_bins, name="student_ece"
+            )
+            if teacher_metrics:
+                self._metrics["teacher_ece"] = metrics_lib.ExpectedCalibrationError(
+                    num_bins, name="teacher_ece"
+                )
+        if representation:
+            self._metrics["linear_cka"] = metrics_lib.LinearCKA(name="linear_cka")
+        if distillation is not None:
+            self._metrics["distillation_loss"] = keras.metrics.Mean(name="distillation_loss")
+        self._labeled = keras.metrics.Sum(name="labeled_examples")
+
+    @property
+    def metrics(self):
+        """The Keras metric objects, named by their result keys."""
+        return list(self._metrics.values())
+
+    def update_state(self, batch, teacher_logits, student_logits, features=None):
+        """Adds one batch.
+
+        Args:
+            batch: a `keras_kd.batch.DistillationBatch`.
+            teacher_logits: `[batch, classes]`, e.g. from `teacher_logits`.
+            student_logits: `[batch, classes]`.
+            features: `(teacher_features, student_features)`, with
+                `representation=True`.
+        """
+        student_logits = tf.cast(student_logits, "float32")
+        weight = batch.sample_weight
+        self._metrics["agreement"].update_state(teacher_logits, student_logits, weight)
+        self._metrics["predictive_kl"].update_state(teacher_logits, student_logits, weight)
+        if "linear_cka" in self._metrics:
+            self._metrics["linear_cka"].update_state(*features, weight)
+        if self.distillation is not None:
+            self._update_distillation_loss(batch, teacher_logits, student_logits)
+        if batch.y is None:
+            return
+        labeled = batch_lib.labeled_weight(batch)
+        for role, logits in (("teacher", teacher_logits), ("student", student_logits)):
+            for metric in (f"{role}_accuracy", f"{role}_ece"):
+                if metric in self._metrics:
+                    self._metrics[metric].update_state(batch.y, logits, labeled)
+        self._labeled.update_state(
+            tf.ones_like(student_logits[:, 0]) if labeled is None else labeled
+        )
+
+    def _update_distillation_loss(self, batch, teacher_logits, student_logits):
+        alpha = self.distillation.alpha
+        temperature = self.distillation.temperature
+        if batch.temperature is not None:
+            temperature = batch.temperature
+        tracker = self._metrics["distillation_loss"]
+        if batch.y is None:
+            # Without labels only the soft term is defined; it keeps its weight.
+            _, soft = losses.distillation_loss_terms(
+                None, teacher_logits, student_logits, 0.0, temperature
+            )
+            tracker.update_state((1.0 - alpha) * soft, batch.sample_weight)
+            return
+        hard, soft = losses.distillation_loss_terms(
+            batch.y, teacher_logits, student_logits, alpha, temperature, batch.hard_label_mask
+        )
+        tracker.update_state(hard + soft, batch.sample_weight)
+
+    def result(self, labeled_only=True):
+        """`{name: float}`; label metrics are left out when no example had a label."""
+        has_labels = float(self._labeled.result()) > 0
+        return {
+            name: float(metric.result())
+            for name, metric in self._metrics.items()
+            if has_labels or not labeled_only or name not in LABEL_METRICS
+        }
+
+    def reset_state(self):
+        for metric in (*self._metrics.values(), self._labeled):
+            metric.reset_state()
+
+
+def _accuracy(name):
+    return keras.metrics.MeanMetricWrapper(metrics_lib.accuracy, name=name)
