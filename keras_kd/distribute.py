@@ -1,4 +1,4 @@
-"""Distribution strategies by name, the chief/worker split, and Keras fixes.
+"""Distribution strategies by name, and the chief/worker split.
 
 `get_strategy(name)` picks a `tf.distribute` strategy; the global batch size
 is always the one a run asks for, and each replica gets its share. Under
@@ -13,9 +13,6 @@ import shutil
 import tempfile
 
 import tensorflow as tf
-from keras.src import tree
-# The predicate Keras' own step reduction branches on (see `MultiWorkerFit`).
-from keras.src.backend.tensorflow.trainer import _collective_all_reduce_multi_worker
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -122,7 +119,10 @@ def _cluster_resolver(cluster):
 
 def is_multi_worker(strategy):
     """Whether `strategy` spans several workers (processes or hosts)."""
-    return _collective_all_reduce_multi_worker(strategy)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    tasks = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(tasks.get(job, [])) for job in ("chief", "worker")) > 1
 
 
 def is_chief(strategy=None):
@@ -201,58 +201,3 @@ def all_workers_agree(flags, strategy=None):
     per_replica = strategy.run(lambda: tf.identity(votes))
     totals = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return [bool(total == strategy.num_replicas_in_sync) for total in totals.numpy()]
-
-
-class MultiWorkerFit:
-    """Mixin that lets `fit`/`evaluate` run under `MultiWorkerMirroredStrategy`.
-
-    Keras 3's TensorFlow trainer (tested on keras 3.15) fails under
-    `MultiWorkerMirroredStrategy` in two places
-    (https://github.com/keras-team/keras/issues/20585):
-
-    1. Before training, its symbolic build draws a first batch and averages
-       it across replicas with a collective reduce, which fails on
-       per-replica input (and, under `MirroredStrategy`, whenever the batch
-       splits unevenly). Building only needs shapes and dtypes, so this mixin
-       builds from the dataset's element spec instead; no batch is drawn, so
-       a fit under a strategy sees the same batches as one on one device.
-    2. Each step's logs are reduced with `strategy.reduce("MEAN", v, axis=0)`,
-       which fails on scalars. Under a multi-worker strategy this mixin hands
-       Keras each scalar as a `[1]` vector, so the same reduction returns the
-       scalar mean. The epoch's logs are read from the metrics themselves,
-       whose state is summed across replicas, so they are exact.
-
-    Put it first among the bases of a `keras.Model` subclass.
-    """
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None and data_batch is None:
-            # The element spec has the shapes and dtypes building needs, and
-            # reading it draws no batch, so every epoch keeps all its batches.
-            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
-        return super()._maybe_symbolic_build(data_batch=data_batch)
-
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        self.train_function = self._make_function(self._reducible(self.train_step))
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        if self.test_function is not None and not force:
-            return self.test_function
-        self.test_function = self._make_function(self._reducible(self.test_step))
-        return self.test_function
-
-    def _reducible(self, step):
-        if not _collective_all_reduce_multi_worker(self.distribute_strategy):
-            return step
-
-        def vector_logs_step(data):
-            logs = step(data)
-            return tree.map_structure(
-                lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value,
-                logs,
-            )
-
-        return vector_logs_step

@@ -35,3 +35,23 @@ def test_three_tuples_tell_weights_from_teacher_logits():
     assert keras_kd.batch.unpack((x, y, np.ones(4))).sample_weight is not None
     assert keras_kd.batch.unpack((x, y, np.ones((4, 1)))).sample_weight is not None
     assert keras_kd.batch.unpack((x, y, np.ones((4, 3)))).teacher_logits is not None
+
+
+def test_the_keras_internals_we_use_are_those_of_the_tested_keras():
+    # keras_kd.multi_worker overrides Keras' private trainer methods and
+    # keras_kd.data.augment subclasses SeedGenerator around its constructor; both
+    # were written against Keras 3.15. Another version must be checked by hand
+    # (run `make test-all`, the multi-worker tests above all), then this pin moved.
+    import keras
+
+    tested = "3.15"
+    assert keras.__version__.startswith(tested + "."), (
+        f"keras {keras.__version__} is installed; keras_kd's multi-worker fix "
+        f"(keras_kd/multi_worker.py) and batch seeds (keras_kd/data/augment.py) were "
+        f"tested on keras {tested}. Check them against this version, then update "
+        "this test and setup.cfg's pin."
+    )
+    from keras.src.backend.tensorflow import trainer
+
+    for name in ("_maybe_symbolic_build", "_make_function", "make_train_function"):
+        assert hasattr(trainer.TensorFlowTrainer, name), name

@@ -9,6 +9,8 @@ from keras_kd.data.distillation_set import check_cache_request
 from keras_kd.data.distillation_set import distillation_set
 from keras_kd.data.policy import STAGES
 from keras_kd.data.policy import Policy
+from keras_kd.data.policy import Stage
+from keras_kd.data.policy import register_stage
 from keras_kd.data.policy import default_flip
 from keras_kd.data.teacher_cache import MODES as CACHE_MODES
 from keras_kd.data.synthetic import SyntheticSource
@@ -20,6 +22,7 @@ __all__ = [
     "DatasetInfo",
     "Policy",
     "Splits",
+    "Stage",
     "SyntheticSource",
     "batched",
     "check_cache_request",
@@ -27,5 +30,6 @@ __all__ = [
     "distillation_set",
     "epochs",
     "load",
+    "register_stage",
     "steps_per_epoch",
 ]

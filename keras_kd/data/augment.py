@@ -24,6 +24,12 @@ class _BatchSeed(keras.random.SeedGenerator):
     variable; in a parallel `tf.data` map its updates race, so the draws would
     depend on thread timing. This one hands out `fold_in(seed, n)` for the
     n-th draw instead, and owns no variable (hence no `super().__init__`).
+
+    No public Keras API fits: `keras.random` takes an int, `None` or a
+    `SeedGenerator` as a seed (not a seed tensor), and `SeedGenerator`'s own
+    constructor makes a variable, which a `tf.data` map function cannot. It
+    overrides only `next`, the one method Keras' random ops call; the version
+    check in `tests/test_package.py` makes a Keras upgrade re-examine it.
     """
 
     def __init__(self, seed):

@@ -16,23 +16,100 @@ A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
 
 Stages run in the order given; `gan` samples are added after the others,
 unaugmented, since each is a fresh draw already.
+
+Stages live in a registry, `STAGES`; `register_stage` adds one of your own
+(a 1-D signal augmentation, say) that every policy, flag and sweep then knows.
 """
 
 import dataclasses
+from typing import Callable
 
 from keras_kd.data import augment
 
-ABLATION_STAGES = (
-    "rotation",
-    "hflip",
-    "vflip",
-    "perspective",
-    "grayscale",
-    "color_jitter",
-    "blur",
-)
-STAGES = ("identity", "crop_flip", "mixup", "cutmix", *ABLATION_STAGES, "gan")
-_RGB_ONLY = ("grayscale",)
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A registered distillation-set stage.
+
+    Attributes:
+        name: its name in a policy spec.
+        build: `build(policy, input_shape)` returns the batch transforms the
+            stage adds, in order: callables `transform(batch, seed)` on dict
+            batches (see `keras_kd.data.augment`) with a `name` and a
+            `mixes_labels` attribute.
+        mixes_labels: whether it turns labels into distributions.
+        needs_images: whether inputs must be `(height, width, channels)`.
+        needs_rgb: whether inputs must have 3 channels.
+    """
+
+    name: str
+    build: Callable
+    mixes_labels: bool = False
+    needs_images: bool = True
+    needs_rgb: bool = False
+
+
+# The stage registry: name -> Stage, in registration order.
+STAGES = {}
+
+
+def register_stage(name, build, *, mixes_labels=False, needs_images=True, needs_rgb=False,
+                   overwrite=False):
+    """Registers a distillation-set stage under `name`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> def jitter(policy, input_shape):
+    ...     def transform(batch, seed):
+    ...         noise = tf.random.stateless_normal(tf.shape(batch["x"]), seed, stddev=0.01)
+    ...         return {**batch, "x": batch["x"] + noise}
+    ...     transform.name, transform.mixes_labels = "jitter", False
+    ...     return [transform]
+    >>> _ = keras_kd.data.register_stage("jitter", jitter, needs_images=False)
+    >>> keras_kd.data.Policy.parse("jitter+mixup").stages
+    ('jitter', 'mixup')
+    >>> del keras_kd.data.STAGES["jitter"]
+
+    Returns:
+        The registered `Stage`.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"A stage name is an identifier (no '+'); got {name!r}.")
+    if name in STAGES and not overwrite:
+        raise ValueError(f"A stage {name!r} is registered already; pass overwrite=True.")
+    STAGES[name] = Stage(name, build, mixes_labels, needs_images, needs_rgb)
+    return STAGES[name]
+
+
+def _no_transforms(policy, input_shape):
+    return []
+
+
+def _crop_flip(policy, input_shape):
+    stages = [augment.RandomCrop(policy.crop_padding(input_shape))]
+    if policy.flip:
+        stages.append(augment.ablation_stage("hflip", input_shape[-1]))
+    return stages
+
+
+def _ablation(name):
+    return lambda policy, input_shape: [augment.ablation_stage(name, input_shape[-1])]
+
+
+register_stage("identity", _no_transforms, needs_images=False)
+register_stage("crop_flip", _crop_flip)
+register_stage("mixup", lambda policy, _: [augment.MixUp(policy.mixup_alpha,
+                                                          policy.mixup_portion)],
+               mixes_labels=True)
+register_stage("cutmix", lambda policy, _: [augment.CutMix(policy.mixup_alpha,
+                                                            policy.mixup_portion)],
+               mixes_labels=True)
+for _name in ("rotation", "hflip", "vflip", "perspective", "grayscale", "color_jitter", "blur"):
+    register_stage(_name, _ablation(_name), needs_rgb=_name == "grayscale")
+del _name
+# Synthetic examples are added by `distillation_set`, after the transforms.
+register_stage("gan", _no_transforms, needs_images=False)
 # Datasets of digits, where a mirror image is another symbol.
 _DIGIT_DATASETS = ("digits", "tfds:mnist", "tfds:emnist", "tfds:svhn_cropped")
 
@@ -101,7 +178,7 @@ class Policy:
     @property
     def mixes_labels(self):
         """Whether labels become distributions (`mixup`, `cutmix`)."""
-        return any(stage in ("mixup", "cutmix") for stage in self.stages)
+        return any(STAGES[stage].mixes_labels for stage in self.stages if stage in STAGES)
 
     @property
     def uses_synthetic(self):
@@ -151,13 +228,13 @@ class Policy:
             self._validate_input_shape(tuple(input_shape))
 
     def _validate_input_shape(self, input_shape):
-        image_stages = [stage for stage in self.stages if stage not in ("identity", "gan")]
+        image_stages = [stage for stage in self.stages if STAGES[stage].needs_images]
         if image_stages and len(input_shape) != 3:
             raise ValueError(
                 f"Policy {self.name!r}: stages {image_stages} need images of shape "
                 f"(height, width, channels); the inputs have shape {input_shape}."
             )
-        rgb_only = [stage for stage in image_stages if stage in _RGB_ONLY]
+        rgb_only = [stage for stage in self.stages if STAGES[stage].needs_rgb]
         if rgb_only and input_shape[-1] != 3:
             raise ValueError(
                 f"Policy {self.name!r}: stages {rgb_only} need RGB images (3 "
@@ -171,21 +248,10 @@ class Policy:
         `distillation_set`.
         """
         self.validate(input_shape)
-        stages = []
-        for name in self.stages:
-            if name in ("identity", "gan"):
-                continue
-            if name == "crop_flip":
-                stages.append(augment.RandomCrop(self.crop_padding(input_shape)))
-                if self.flip:
-                    stages.append(augment.ablation_stage("hflip", input_shape[-1]))
-            elif name == "mixup":
-                stages.append(augment.MixUp(self.mixup_alpha, self.mixup_portion))
-            elif name == "cutmix":
-                stages.append(augment.CutMix(self.mixup_alpha, self.mixup_portion))
-            else:
-                stages.append(augment.ablation_stage(name, input_shape[-1]))
-        return stages
+        return [
+            transform for name in self.stages
+            for transform in STAGES[name].build(self, tuple(input_shape))
+        ]
 
     @staticmethod
     def crop_padding(input_shape):

@@ -4,11 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
-from keras_kd import distribute
+from keras_kd import multi_worker
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
-class GAN(distribute.MultiWorkerFit, keras.Model):
+class GAN(multi_worker.MultiWorkerFit, keras.Model):
     """Trains a generator against a discriminator with the hinge loss.
 
     Each step takes `discriminator_steps` discriminator updates on the real
