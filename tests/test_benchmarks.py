@@ -44,7 +44,8 @@ def test_distill_throughput_prints_images_per_second_as_json():
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for name in ("student_step", "teacher_forward", "distill_step", "distill_step_cached",
-                 "keras_list_step", "overhead", "cached_vs_student_step"):
+                 "keras_list_step", "keras_distillation_step", "overhead",
+                 "cached_vs_student_step", "distill_step_vs_keras_distillation"):
         assert figures[name] > 0
     assert figures["settings"]["precision"] == "mixed_bfloat16"
     assert figures["settings"]["steps_per_execution"] == 2
