@@ -2,6 +2,10 @@ import json
 import os
 import subprocess
 import sys
+import pytest
+
+# Each test runs a benchmark app in a fresh process.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--steps=1", "--pipeline_batches=2", "--repeats=1", "--examples=48", "--batch_size=16", "--image_size=8",

@@ -70,6 +70,7 @@ print(digest.hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bitwise_identical_batches_across_processes():
     def digest():
         result = subprocess.run(
@@ -166,6 +167,7 @@ def test_caching_without_a_teacher_is_refused(rng):
     assert set(batch) == {"x", "y"}
 
 
+@pytest.mark.slow
 def test_cached_views_carry_logits_of_the_stored_inputs_in_memory_and_on_disk(rng, tmp_path):
     teacher, split = _mlp(1), _split(rng)
 
@@ -315,6 +317,7 @@ def _fit(strategy, dataset, initial_weights):
     return student.get_weights(), logs
 
 
+@pytest.mark.slow
 def test_masked_batches_under_mirrored_strategy_match_one_device(rng, mirrored):
     # 14 real + 6 synthetic examples per batch; 50 examples leave a last batch
     # of 8 + 6, which splits over the replicas as 7 real and 1 real + 6 synthetic.

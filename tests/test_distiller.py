@@ -150,6 +150,7 @@ def _image_mlp(seed):
     return keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(digits, mirrored):
     # 69 examples: the last batch (5) splits unevenly over the 2 replicas.
     # The logged values equal one device's: true means, not scaled by the replica count.
@@ -206,6 +207,7 @@ def test_keras_file_round_trip(tmp_path, rng, after_fit):
     loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)  # ready to train on
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after_fit", [False, True])
 def test_saved_model_export_loads_with_tensorflow_alone(tmp_path, rng, after_fit):
     x, y = _data(rng, n=6)

@@ -102,6 +102,7 @@ def test_sweep_skips_finished_runs_and_writes_every_file(tmp_path):
         experiments.run_sweep(runs + runs[:1], str(tmp_path), job)
 
 
+@pytest.mark.slow
 def test_lambda_plot_is_drawn_for_interpolated_students(tmp_path):
     rows = []
     for lam in (0.0, 0.5, 1.0):

@@ -55,6 +55,7 @@ def _student(saved):
     return model.get_weights()
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):
     killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
     backup = os.path.join(killed, RUN, "backup")
@@ -91,6 +92,7 @@ def test_a_killed_run_resumes_and_ends_bit_for_bit_as_an_uninterrupted_one(tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_app_with_the_step_and_terms(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "launch.distill", "--teacher_arch=mlp", "--members=1",
@@ -191,6 +193,7 @@ def test_resumed_epoch_streams_match_the_uninterrupted_stream(digits):
     assert sorted(np.concatenate(full[:4])) == sorted(np.concatenate(full[4:8]))  # whole epochs
 
 
+@pytest.mark.slow
 def test_fit_under_mirrored_sees_the_batches_of_one_device(digits, mirrored):
     def fit(strategy):
         with strategy.scope():

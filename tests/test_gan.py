@@ -36,6 +36,7 @@ def test_bad_image_shapes_are_named():
                 discriminator_steps=0)
 
 
+@pytest.mark.slow
 def test_train_step_updates_both_networks(digits):
     model = _gan(discriminator_steps=2)
     networks = (model.generator, model.discriminator)
@@ -52,6 +53,7 @@ def test_train_step_updates_both_networks(digits):
     assert int(model.generator_optimizer.iterations.numpy()) == 3
 
 
+@pytest.mark.slow
 def test_gan_trains_under_mirrored_strategy(digits, mirrored):
     with mirrored.scope():
         model = _gan()

@@ -55,6 +55,7 @@ def test_batch_norm_statistics_become_the_mean_over_batches(digits):
         np.testing.assert_array_equal(before, after.numpy())
 
 
+@pytest.mark.slow
 def test_initial_model_is_where_training_starts(digits):
     spec = training.ClassifierSpec("resnet8", epochs=1, batch_size=256, optimizer="sgd", lr=1e-9)
     seed = training.member_seed(spec, 0)

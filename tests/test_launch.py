@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+# Each test starts an app in a fresh process (TensorFlow import, real training).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=1", "--student_arch=mlp",
         "--epochs=1", "--batch_size=128", "--verbose=0"]

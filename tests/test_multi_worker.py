@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+# Real two-process training on 127.0.0.1.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = os.path.join(ROOT, "tests", "multi_worker_job.py")
 

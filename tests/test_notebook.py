@@ -5,6 +5,10 @@ import shutil
 
 import nbformat
 from nbclient import NotebookClient
+import pytest
+
+# Executes the notebook in a kernel: real training, a SavedModel export.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "examples", "distill_in_a_notebook.ipynb")

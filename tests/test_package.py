@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import keras_kd
 
@@ -13,6 +14,7 @@ def test_public_api():
         assert hasattr(keras_kd.metrics, name)
 
 
+@pytest.mark.slow
 def test_import_without_tensorflow_names_the_extra():
     script = "import sys; sys.modules['tensorflow'] = None; import keras_kd"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -20,6 +22,7 @@ def test_import_without_tensorflow_names_the_extra():
     assert "ImportError" in result.stderr and "keras_kd[cpu]" in result.stderr
 
 
+@pytest.mark.slow
 def test_other_keras_backends_are_refused():
     # Another backend needs its framework installed; stand in for one by making
     # Keras report it.

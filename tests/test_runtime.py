@@ -42,6 +42,7 @@ def test_distiller_trains_in_mixed_precision_with_float32_losses(policy, precisi
     assert distiller.student.weights[0].dtype == "float32"  # master weights
 
 
+@pytest.mark.slow
 def test_gan_scales_both_losses_in_float16(policy):
     policy("mixed_float16")
     model = keras_kd.gan.GAN(keras_kd.gan.make_generator((8, 8, 1), latent_dim=8),
@@ -102,6 +103,7 @@ def test_trainer_compiled_with_xla_trains(digits):
     assert trainer.jit_compile and history["loss"][1] < history["loss"][0]
 
 
+@pytest.mark.slow
 def test_distiller_compiled_with_xla_trains(digits):
     x, y = next(iter(digits.train.batch(64)))
     distiller = _distiller()

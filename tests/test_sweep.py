@@ -65,6 +65,7 @@ def test_optimization_interpolates_toward_both_targets(tmp_path, capsys):
     assert out.count("--teacher_optimizer=adam --teacher_lr=0.002") == out.count("\n") + 1
 
 
+@pytest.mark.slow
 def test_an_experiment_on_the_command_line_reads_like_launch_distill():
     result = _run("sweep", "--experiment=self_distillation", "--dry_run", "--seeds=4",
                   "--epochs=3")
@@ -86,6 +87,7 @@ def test_bad_sweeps_fail_before_any_run(tmp_path, capsys, flags, message):
     assert not (tmp_path / "experiments").exists()
 
 
+@pytest.mark.slow
 def test_an_unknown_experiment_is_named_with_the_known_ones(tmp_path):
     result = _run("sweep", "--experiment=nope", check=False)
     assert result.returncode != 0
@@ -101,6 +103,7 @@ def _sweep_command(tmp_path):
     return [sys.executable, "-m", "launch.sweep", f"--flagfile={flagfile}"]
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_and_reports_every_run(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     sweep_dir = tmp_path / "saved" / "experiments" / "sweep"
@@ -148,6 +151,7 @@ def test_a_killed_sweep_resumes_and_reports_every_run(tmp_path):
     assert missing.returncode != 0 and "has no report.json" in missing.stderr
 
 
+@pytest.mark.slow
 def test_interpolating_all_the_way_starts_the_student_at_its_target(tmp_path):
     common = [*TINY, "--members=1", "--student_init=interpolate:1",
               f"--saved_models_dir={tmp_path}"]

@@ -40,6 +40,7 @@ def test_a_member_without_its_record_is_retrained(tmp_path, digits):
     assert not again["reused"]
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_per_seed(digits):
     a = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()
     b = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()
