@@ -75,3 +75,5 @@ def test_a_bad_config_cannot_be_built():
         keras_kd.jobs.Distillation(temperature=-1.0)
     with pytest.raises(ValueError, match="members must be >= 1; got 0"):
         keras_kd.config.build(keras_kd.jobs.DistillConfig, {"members": 0})
+    with pytest.raises(ValueError, match="ece_bins must be >= 1; got 0"):
+        keras_kd.config.build(keras_kd.jobs.DistillConfig, {"ece_bins": 0})

@@ -217,6 +217,9 @@ class DistillConfig(Config):
     cache: Cache = group(Cache)
     output: Output = group(Output)
     runtime: Runtime = group(Runtime)
+    ece_bins: int = setting(
+        15, "Equal-width confidence bins of the calibration error (ECE) in the report.", lower=1
+    )
 
     def check(self):
         policy = self.distillation_set.resolve(self.data.dataset)

@@ -168,7 +168,8 @@ def run(config, verbose="auto"):
             "distill": distill_set.take(test_batches),
         }
         split_metrics = evaluation.fidelity_report(
-            teacher, student, splits, distillation=config.distillation, representation=True,
+            teacher, student, splits, num_bins=config.ece_bins,
+            distillation=config.distillation, representation=True,
         )
 
     with job.timed("export_s"):
@@ -219,7 +220,7 @@ def _initialize_student(student, config, data, teacher):
     batch_size = config.training.batch_size
     initialization.reestimate_batch_norm(student, data_lib.batched(data.train, batch_size))
     return evaluation.fidelity_metrics(
-        teacher, student, data_lib.batched(data.test, batch_size)
+        teacher, student, data_lib.batched(data.test, batch_size), num_bins=config.ece_bins
     )
 
 
