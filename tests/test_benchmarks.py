@@ -53,3 +53,15 @@ def test_distill_throughput_prints_images_per_second_as_json():
         assert figures[name] > 0
     assert figures["settings"]["precision"] == "mixed_bfloat16"
     assert figures["settings"]["steps_per_execution"] == 2
+
+
+def test_backup_benchmark_compares_the_state_with_the_full_weights():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.backup", "--teacher=mlp", "--student=mlp",
+         "--members=2", "--repeats=1"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["state_s"] > 0 and figures["full_weights_s"] > 0
+    assert figures["state_bytes"] < figures["full_weights_bytes"]

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,6 +142,47 @@ def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path, rng):
     for a, b in zip(resumed.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not os.path.exists(tmp_path)  # delete_on_end
+
+
+def test_a_distillers_backup_holds_the_student_and_optimizer_not_the_teacher(tmp_path, rng):
+    x, y = rng.random((32, 8, 8, 1)).astype("float32"), rng.integers(0, 10, 32)
+    fit = dict(x=x, y=y, batch_size=8, epochs=4, shuffle=False, verbose=0)
+
+    def distiller(hidden_units=(8,)):
+        keras.utils.set_random_seed(3)
+        teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(64, 64))
+        student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=hidden_units)
+        model = keras_kd.Distiller(student, teacher, alpha=0.5)
+        model.compile(optimizer="adam")
+        return model
+
+    reference = distiller()
+    reference.fit(**fit)
+    crashed = distiller()
+    folder = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(**fit, callbacks=[callbacks.BackupAndRestore(str(folder), delete_on_end=False),
+                                      _CrashAt(2)])
+    (name,) = os.listdir(folder)
+    assert name == "epoch-0002.state.npz"
+    with np.load(folder / name) as state:
+        saved = [state[key] for key in sorted(state.files)]
+    expected = [*crashed.student.variables, *crashed.optimizer.variables]
+    assert [array.shape for array in saved] == [tuple(v.shape) for v in expected]
+    teacher_size = sum(int(np.prod(v.shape)) for v in crashed.teacher.weights)
+    assert sum(array.size for array in saved) < teacher_size  # no teacher weights inside
+    shutil.copytree(folder, tmp_path / "copy")
+
+    resumed = distiller()
+    history = resumed.fit(**fit, callbacks=[callbacks.BackupAndRestore(str(folder))])
+    assert len(history.history["loss"]) == 2
+    assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 16
+    for a, b in zip(resumed.student.get_weights(), reference.student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    other = distiller(hidden_units=(4,))  # another student cannot take this backup
+    with pytest.raises(ValueError, match="do not match this model's"):
+        other.fit(**fit, callbacks=[callbacks.BackupAndRestore(str(tmp_path / "copy"))])
 
 
 def test_a_partial_backup_is_never_restored(tmp_path, rng):

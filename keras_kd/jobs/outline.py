@@ -80,7 +80,11 @@ class JobRun:
 
     def resume_epoch(self, backup_dir):
         """The epoch the trainer backed up to `backup_dir` resumes at, agreed by all
-        workers (0 when there is no backup)."""
+        workers (0 when there is no backup).
+
+        Every job decides here whether to resume, so a check that the backup
+        belongs to this very config (a fingerprint) has one place to go.
+        """
         return training.resume_epoch(backup_dir, self.strategy)
 
     def finish(self):
