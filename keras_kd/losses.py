@@ -20,6 +20,34 @@ def _per_example_column(value, rank):
     return value
 
 
+def labels_are_distributions(labels, logits):
+    """Whether `labels` are per-class distributions rather than class ids.
+
+    Distributions (one-hot or mixed labels) have one column per class, like
+    the logits; anything else holds class ids, `[batch]` or `[batch, 1]`
+    (the shape `keras.datasets` returns, which Keras' sparse losses accept).
+
+    Example:
+
+    >>> logits = np.zeros((2, 3))
+    >>> labels_are_distributions(np.array([[0], [2]]), logits)
+    False
+    >>> labels_are_distributions(np.eye(3)[[0, 2]], logits)
+    True
+    """
+    if len(labels.shape) != len(logits.shape):
+        return False
+    classes, width = logits.shape[-1], labels.shape[-1]
+    if classes is None or width is None:
+        return True  # same rank, widths unknown: read as distributions, as before
+    return width == classes
+
+
+def class_ids(labels):
+    """Class-id labels of shape `[batch]` or `[batch, 1]` as `[batch]`."""
+    return ops.reshape(labels, (-1,))
+
+
 def soft_target_kl(teacher_logits, student_logits, temperature=1.0):
     """KL(softmax(t / T) || softmax(s / T)) per example, in nats.
 
@@ -51,18 +79,18 @@ def hard_label_cross_entropy(labels, student_logits):
     """Cross-entropy of the student against labels, per example.
 
     Args:
-        labels: `[batch]` integer class ids, or `[batch, classes]` label
-            distributions (one-hot or mixed labels).
+        labels: `[batch]` or `[batch, 1]` integer class ids, or
+            `[batch, classes]` label distributions (one-hot or mixed labels).
         student_logits: `[batch, classes]` logits.
 
     Returns:
         A `[batch]` float32 tensor.
     """
     student_logits = _float32(student_logits)
-    if len(labels.shape) == len(student_logits.shape):
+    if labels_are_distributions(labels, student_logits):
         return -ops.sum(_float32(labels) * ops.log_softmax(student_logits), axis=-1)
     return ops.sparse_categorical_crossentropy(
-        ops.reshape(labels, (-1,)), student_logits, from_logits=True
+        class_ids(labels), student_logits, from_logits=True
     )
 
 
@@ -122,9 +150,9 @@ def distillation_loss_terms(
             hard = hard_label_cross_entropy(labels, student_logits)
         else:
             mask = ops.reshape(hard_label_mask, (-1,))
-            if len(labels.shape) < len(student_logits.shape):
+            if not labels_are_distributions(labels, student_logits):
                 # Unlabeled examples may carry any placeholder label (-1, say).
-                labels = ops.where(mask > 0, ops.reshape(labels, (-1,)), 0)
+                labels = ops.where(mask > 0, class_ids(labels), 0)
             hard = hard_label_cross_entropy(labels, student_logits)
             hard = hard * _float32(mask)
         hard = alpha * hard

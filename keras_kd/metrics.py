@@ -25,9 +25,9 @@ from keras_kd import losses
 
 
 def _labels_as_ids(labels, logits):
-    if len(labels.shape) == len(logits.shape):
+    if losses.labels_are_distributions(labels, logits):
         return ops.argmax(labels, axis=-1)
-    return ops.reshape(labels, (-1,))
+    return losses.class_ids(labels)
 
 
 def accuracy(labels, logits):

@@ -65,6 +65,31 @@ def test_train_step_applies_the_hand_computed_loss_and_gradient(rng):
         np.testing.assert_allclose(after, start.numpy() - lr * gradient.numpy(), atol=1e-6)
 
 
+def test_labels_of_shape_batch_by_one_mean_what_batch_labels_mean(rng):
+    # keras.datasets returns [batch, 1] labels, and Keras' sparse losses take them;
+    # they were read as one-column label distributions (hard loss 110.9, not 2.49).
+    x, y = _data(rng, n=48)
+    results = {}
+    for name, labels in (("flat", y), ("column", y[:, None])):
+        keras.utils.set_random_seed(5)
+        teacher, student = _dense_model(1), _dense_model(2)
+        distiller = keras_kd.Distiller(student, teacher, alpha=1.0)
+        distiller.compile(optimizer="sgd")
+        history = distiller.fit(x, labels, batch_size=16, epochs=2, shuffle=False,
+                                verbose=0).history
+        logs = distiller.evaluate(x, labels, batch_size=16, return_dict=True, verbose=0)
+        report = keras_kd.evaluation.fidelity_metrics(
+            teacher, student, [(x, labels)], distillation=distiller)
+        results[name] = (history, logs, report, student.get_weights())
+    flat, column = results["flat"], results["column"]
+    assert column[0] == flat[0] and column[1] == flat[1] and column[2] == flat[2]
+    for a, b in zip(column[3], flat[3]):
+        np.testing.assert_array_equal(a, b)
+    s = distiller.student.predict(x, verbose=0)  # both runs ended with these weights
+    assert flat[1]["student_accuracy"] == pytest.approx(np.mean(s.argmax(-1) == y))
+    assert flat[1]["hard_loss"] == pytest.approx(reference.cross_entropy(y, s).mean(), rel=1e-5)
+
+
 def test_evaluate_reports_true_metric_values(rng):
     x, y = _data(rng, n=40)
     teacher, student = _dense_model(1), _dense_model(2)
