@@ -17,7 +17,7 @@ Example:
 ... class Outer(Config):
 ...     inner: Inner = group(Inner)
 ...     name: str = setting("a", "A name.", choices=("a", "b"))
->>> [path for path, _ in leaf_settings(Outer)]
+>>> [path for path, _, _ in leaf_settings(Outer)]
 ['inner.rate', 'name']
 >>> override(Outer(), {"rate": 0.5}).inner.rate
 0.5
@@ -122,9 +122,10 @@ def flag_name(field):
 
 
 def leaf_settings(config_class, prefix=""):
-    """`(path, field)` of every leaf of a config class, depth first.
+    """`(path, field, owner)` of every leaf of a config class, depth first.
 
-    The path joins field names with dots (`"teacher.arch"`).
+    The path joins field names with dots (`"teacher.arch"`); `owner` is the
+    config class that declares the field.
     """
     leaves = []
     for field in dataclasses.fields(config_class):
@@ -133,14 +134,14 @@ def leaf_settings(config_class, prefix=""):
             nested = typing.get_type_hints(config_class)[field.name]
             leaves.extend(leaf_settings(nested, path + "."))
         else:
-            leaves.append((path, field))
+            leaves.append((path, field, config_class))
     return leaves
 
 
 def flag_paths(config_class):
     """`{flag name: path}` of a config class; flag names are unique."""
     paths = {}
-    for path, field in leaf_settings(config_class):
+    for path, field, _ in leaf_settings(config_class):
         name = flag_name(field)
         if name in paths:
             raise TypeError(
@@ -153,7 +154,7 @@ def flag_paths(config_class):
 def flat(config):
     """`{flag name: value}` of every leaf of `config`."""
     values = {}
-    for path, field in leaf_settings(type(config)):
+    for path, field, _ in leaf_settings(type(config)):
         value = config
         for part in path.split("."):
             value = getattr(value, part)
@@ -218,7 +219,9 @@ def parse_value(config_class, name, text):
             f"{name!r} is not a setting of {config_class.__name__}; expected among "
             f"{sorted(paths)}."
         )
-    field, owner = _field_at(config_class, paths[name])
+    _, field, owner = next(
+        leaf for leaf in leaf_settings(config_class) if leaf[0] == paths[name]
+    )
     kind, optional = leaf_type(owner, field)
     value = _parse_text(name, kind, optional, text.strip())
     _check_value(name, kind, optional, field.metadata, value)
@@ -262,11 +265,3 @@ def command_line(config):
         else:
             args.append(f"--{name}={value}")
     return args
-
-
-def _field_at(config_class, path):
-    owner = config_class
-    *parents, leaf = path.split(".")
-    for part in parents:
-        owner = typing.get_type_hints(owner)[part]
-    return {field.name: field for field in dataclasses.fields(owner)}[leaf], owner

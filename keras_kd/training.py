@@ -1,9 +1,7 @@
-"""Training classifiers: optimizers, seeds, and the members of teacher ensembles."""
+"""Training one classifier: optimizers, seeds, and a resumable fit under any strategy."""
 
 import dataclasses
 import hashlib
-import json
-import os
 
 import keras
 import numpy as np
@@ -11,9 +9,8 @@ import numpy as np
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
 from keras_kd import distribute
-from keras_kd import multi_worker
-from keras_kd import export
 from keras_kd import models
+from keras_kd import multi_worker
 from keras_kd.config import Config
 from keras_kd.config import setting
 from keras_kd.runtime import Runtime

@@ -34,22 +34,12 @@ def define_config_flags(config_class, defaults=None):
     """
     defaults = config_lib.flat(defaults or config_class())
     names = []
-    for path, field in config_lib.leaf_settings(config_class):
+    for _, field, owner in config_lib.leaf_settings(config_class):
         name = config_lib.flag_name(field)
-        owner = _owner(config_class, path)
         kind, _ = config_lib.leaf_type(owner, field)
         _define(name, kind, defaults[name], field.metadata)
         names.append(name)
     return names
-
-
-def _owner(config_class, path):
-    import typing
-
-    owner = config_class
-    for part in path.split(".")[:-1]:
-        owner = typing.get_type_hints(owner)[part]
-    return owner
 
 
 def _define(name, kind, default, meta):
