@@ -28,6 +28,24 @@ def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"
         )
 
 
+def _check_models(student, teacher):
+    """Refuses models whose inputs differ, or that output probabilities, naming them."""
+    shapes = models.input_shape(student), models.input_shape(teacher)
+    if None not in shapes and shapes[0] != shapes[1]:
+        raise ValueError(
+            f"The student {student.name!r} takes inputs of shape {shapes[0]} but the "
+            f"teacher {teacher.name!r} takes {shapes[1]}; both must see the same inputs."
+        )
+    for role, model in (("student", student), ("teacher", teacher)):
+        layer = models.softmax_output_layer(model)
+        if layer:
+            raise ValueError(
+                f"The {role} {model.name!r} ends in a softmax (layer {layer!r}), so it "
+                "returns probabilities; the Distiller expects logits. Build it without "
+                "the final softmax (e.g. Dense(classes) with no activation)."
+            )
+
+
 @keras.saving.register_keras_serializable(package="keras_kd")
 class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     """Trains a student on a blend of hard labels and a teacher's soft targets.
@@ -76,6 +94,7 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         super().__init__(**kwargs)
         check_hyperparameters(alpha, temperature)
         _check_class_counts(models.num_classes(student), models.num_classes(teacher))
+        _check_models(student, teacher)
         self.student = student
         self.teacher = teacher
         # The teacher is never updated; this also keeps its weights out of the

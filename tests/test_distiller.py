@@ -364,3 +364,21 @@ def test_compile_refuses_a_loss():
     distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
     with pytest.raises(ValueError, match="computes its own loss"):
         distiller.compile(optimizer="adam", loss="mse")
+
+
+def test_models_that_cannot_be_distilled_are_refused_at_construction():
+    teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
+    other_inputs = keras_kd.models.get("mlp", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match=r"inputs of shape \(28, 28, 1\) but the teacher "
+                                         r"'.*' takes \(8, 8, 1\)"):
+        keras_kd.Distiller(other_inputs, teacher)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    for head in (keras.layers.Dense(10, activation="softmax", name="probabilities"),
+                 keras.layers.Softmax(name="probabilities")):
+        outputs = head(hidden if isinstance(head, keras.layers.Dense)
+                       else keras.layers.Dense(10)(hidden))
+        with pytest.raises(ValueError, match="ends in a softmax \\(layer 'probabilities'\\)"):
+            keras_kd.Distiller(keras.Model(inputs, outputs), teacher)
+        with pytest.raises(ValueError, match="The teacher .* ends in a softmax"):
+            keras_kd.Distiller(teacher, keras_kd.Ensemble([keras.Model(inputs, outputs)]))

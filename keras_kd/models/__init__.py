@@ -67,6 +67,53 @@ def names():
     return sorted(_BUILDERS) + ["resnet8", "resnet20", "resnet56", "resnet<6n+2>"]
 
 
+def input_shape(model):
+    """The static per-example input shape of a model (an ensemble's members'),
+    or `None` if not known.
+
+    Example:
+
+    >>> keras_kd.models.input_shape(keras_kd.models.get("mlp", (4,), 3))
+    (4,)
+    """
+    members = getattr(model, "members", None)
+    if members:
+        return input_shape(members[0])
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list) and len(shape) == 1:
+        shape = shape[0]
+    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+
+
+def softmax_output_layer(model):
+    """The name of the layer that turns `model`'s outputs into probabilities
+    (a softmax activation or layer at the end), or `None` for logits.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax", name="head")(inputs)
+    >>> keras_kd.models.softmax_output_layer(keras.Model(inputs, probabilities))
+    'head'
+    """
+    for member in getattr(model, "members", None) or []:
+        found = softmax_output_layer(member)
+        if found:
+            return found
+    layers = getattr(model, "layers", None)
+    if not layers or getattr(model, "members", None):
+        return None
+    last = layers[-1]
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax) or activation is keras.activations.softmax \
+            or getattr(activation, "__name__", "") == "softmax":
+        return last.name
+    return None
+
+
 def num_classes(model):
     """The static class count of a model's logits, or `None` if not known.
 
