@@ -94,13 +94,15 @@ def verbosity():
 
 def run_or_exit(job, *args, **kwargs):
     """Calls `job`; a NaN loss ends the app with its message and exit code 1,
-    and a setting that does not fit the data with a usage error."""
+    and a dataset that cannot be used, or a setting that does not fit it, with
+    a usage error (no traceback), before any training."""
     from keras_kd import callbacks
+    from keras_kd import data
     from keras_kd import jobs
 
     try:
         return job(*args, **kwargs)
     except callbacks.NonFiniteLossError as error:
         raise SystemExit(f"error: {error}")
-    except jobs.ConfigError as error:
+    except (jobs.ConfigError, data.DatasetError) as error:
         raise app.UsageError(str(error))

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -76,8 +78,40 @@ def test_bad_npz_files_are_named(tmp_path, overrides, error, message):
 
 
 def test_missing_npz_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no file at"):
+    # A DatasetError (a ValueError) now, not a FileNotFoundError: every dataset
+    # problem is one kind of error, which the apps print as a usage error.
+    with pytest.raises(keras_kd.data.DatasetError, match="no file at"):
         keras_kd.data.load(f"npz:{tmp_path}/absent.npz")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"\(0 bytes\) is not a readable NumPy .npz archive"),
+    (b"not an archive at all", r"\(21 bytes\) is not a readable NumPy .npz archive"),
+])
+def test_a_file_that_is_not_an_npz_archive_is_named(tmp_path, content, message):
+    path = tmp_path / "data.npz"
+    path.write_bytes(content)
+    with pytest.raises(keras_kd.data.DatasetError, match=f"{re.escape(str(path))}.* {message}"):
+        keras_kd.data.load(f"npz:{path}")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"x_train": np.where(np.arange(12 * 36).reshape(12, 6, 6) == 40, np.nan, 0.5)},
+     r"x_train holds 1 NaN or infinite values \(the first in example 1\)"),
+    ({"y_train": np.array([0, 1, 2] * 3 + [0, 1, 100000])},
+     r"labels go up to 100000, but training has only 4 distinct classes \(first missing: 3\)"),
+    ({"y_test": np.array([0, 1, 2, 3, 0, 1])},
+     r"labels go up to 3, but training has only 3 distinct classes"),
+])
+def test_stray_labels_and_non_finite_inputs_are_refused(tmp_path, overrides, message):
+    with pytest.raises(keras_kd.data.DatasetError, match=message):
+        keras_kd.data.load(_write_npz(tmp_path / "bad.npz", **overrides))
+    # Unless the class count says those classes exist.
+    if "x_train" not in overrides:
+        classes = int(max(np.max(labels) for labels in overrides.values()))
+        data = keras_kd.data.load(_write_npz(tmp_path / "ok.npz", num_classes=np.array(classes + 1),
+                                             **overrides))
+        assert data.info.num_classes == classes + 1
 
 
 def test_unknown_dataset_is_named():

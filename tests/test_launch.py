@@ -87,6 +87,7 @@ def test_train_teachers_saves_members_with_metrics(tmp_path):
         ("--temperature=0", "temperature must be > 0; got 0.0"),
         ("--student_arch=vgg", "Unknown model 'vgg'"),
         ("--dataset=npz:/nonexistent.npz", "no file at '/nonexistent.npz'"),
+        ("--dataset=bogus", "Unknown dataset 'bogus'"),
         ("--policy=crop+mixup", "Unknown policy stage(s) ['crop'] in 'crop+mixup'"),
         ("--policy=grayscale", "Dataset 'digits': Policy 'grayscale': stages ['grayscale'] need RGB"),
         ("--policy=gan", "Train one with `python -m launch.train_gan --dataset=digits`"),
@@ -101,7 +102,22 @@ def test_bad_flags_fail_before_training(tmp_path, flag, message):
     result = _run("distill", flag, f"--saved_models_dir={saved}", check=False)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr  # a usage error, not a crash
     assert not saved.exists() or not any(saved.rglob("*.keras"))
+
+
+def test_unusable_data_and_folders_are_usage_errors_before_training(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    result = _run("distill", *TINY, f"--dataset=npz:{empty}",
+                  f"--saved_models_dir={tmp_path}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"'{empty}' (0 bytes) is not a readable NumPy .npz archive" in result.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = _run("distill", *TINY, f"--saved_models_dir={blocker}/saved", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"Cannot write to '{blocker}/saved/digits/distill/" in result.stderr
 
 
 def test_helpfull_documents_the_flags():

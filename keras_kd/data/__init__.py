@@ -1,8 +1,10 @@
 """Datasets by name and the `tf.data` pipelines built from them."""
 
+from keras_kd.data.datasets import DatasetError
 from keras_kd.data.datasets import DatasetInfo
 from keras_kd.data.datasets import Splits
 from keras_kd.data.datasets import batched
+from keras_kd.data.datasets import check_name
 from keras_kd.data.datasets import load
 from keras_kd.data import epochs
 from keras_kd.data.distillation_set import check_cache_request
@@ -19,6 +21,7 @@ from keras_kd.data.epochs import steps_per_epoch
 __all__ = [
     "CACHE_MODES",
     "STAGES",
+    "DatasetError",
     "DatasetInfo",
     "Policy",
     "Splits",
@@ -26,6 +29,7 @@ __all__ = [
     "SyntheticSource",
     "batched",
     "check_cache_request",
+    "check_name",
     "default_flip",
     "distillation_set",
     "epochs",

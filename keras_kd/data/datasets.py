@@ -17,6 +17,34 @@ from keras_kd.data import epochs as epochs_lib
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+class DatasetError(ValueError):
+    """A dataset that cannot be used as it is: its name, file, arrays or labels.
+
+    Raised by `load` before any model is built; the message names the
+    dataset (and file) and what was expected. The apps print it as a usage
+    error.
+    """
+
+
+def check_name(name):
+    """Raises a `DatasetError` unless `name` has the form `load` takes.
+
+    >>> check_name("tfds:mnist")
+    >>> check_name("cifar")
+    Traceback (most recent call last):
+    ...
+    keras_kd.data.datasets.DatasetError: Unknown dataset 'cifar'; expected 'digits', 'tfds:<name>' or 'npz:<path>'.
+    """
+    if name == "digits":
+        return
+    for prefix in ("tfds:", "npz:"):
+        if isinstance(name, str) and name.startswith(prefix) and len(name) > len(prefix):
+            return
+    raise DatasetError(
+        f"Unknown dataset {name!r}; expected 'digits', 'tfds:<name>' or 'npz:<path>'."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     """What a model needs to know about a dataset."""
@@ -66,16 +94,12 @@ def load(name, data_dir=None, test_fraction=0.25):
     >>> data.info.num_classes, data.info.input_shape
     (10, (8, 8, 1))
     """
+    check_name(name)
     if name == "digits":
         return _load_digits(test_fraction)
-    if name.startswith("tfds:") and len(name) > 5:
+    if name.startswith("tfds:"):
         return _load_tfds(name, name[5:], data_dir)
-    if name.startswith("npz:") and len(name) > 4:
-        return _load_npz(name, name[4:])
-    raise ValueError(
-        f"Unknown dataset {name!r}; expected 'digits', 'tfds:<name>' or "
-        "'npz:<path>'."
-    )
+    return _load_npz(name, name[4:])
 
 
 def batched(
@@ -141,16 +165,25 @@ def _load_digits(test_fraction):
 
 def _load_npz(name, path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Dataset {name!r}: no file at {path!r}.")
-    with np.load(path) as arrays:
-        missing = [key for key in _NPZ_KEYS if key not in arrays]
-        if missing:
-            raise ValueError(
-                f"Dataset {name!r}: {path!r} lacks arrays {missing}; expected "
-                f"{list(_NPZ_KEYS)}."
-            )
-        x_train, y_train, x_test, y_test = (arrays[key] for key in _NPZ_KEYS)
-        num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+        raise DatasetError(f"Dataset {name!r}: no file at {path!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [key for key in _NPZ_KEYS if key not in arrays]
+            if missing:
+                raise DatasetError(
+                    f"Dataset {name!r}: {path!r} lacks arrays {missing}; expected "
+                    f"{list(_NPZ_KEYS)}."
+                )
+            x_train, y_train, x_test, y_test = (arrays[key] for key in _NPZ_KEYS)
+            num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError) as error:
+        size = os.path.getsize(path)
+        raise DatasetError(
+            f"Dataset {name!r}: {path!r} ({size} bytes) is not a readable NumPy .npz "
+            f"archive of arrays {list(_NPZ_KEYS)} ({type(error).__name__}: {error})."
+        ) from None
     return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes)
 
 
@@ -158,17 +191,11 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None):
     x_train, y_train = _validate_split(name, "train", x_train, y_train)
     x_test, y_test = _validate_split(name, "test", x_test, y_test)
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: train inputs have shape {x_train.shape[1:]} but "
             f"test inputs {x_test.shape[1:]}; they must match."
         )
-    largest = int(max(y_train.max(), y_test.max()))
-    if num_classes is None:
-        num_classes = largest + 1
-    if largest >= num_classes:
-        raise ValueError(
-            f"Dataset {name!r}: labels must be in [0, {num_classes}); found {largest}."
-        )
+    num_classes = _class_count(name, y_train, y_test, num_classes)
     info = DatasetInfo(
         name=name,
         num_classes=num_classes,
@@ -183,35 +210,68 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None):
     )
 
 
+def _class_count(name, y_train, y_test, num_classes):
+    """The class count: `num_classes`, or the labels', when they leave no doubt."""
+    largest = int(max(y_train.max(), y_test.max()))
+    if num_classes is not None:
+        if largest >= num_classes:
+            raise DatasetError(
+                f"Dataset {name!r}: labels must be in [0, {num_classes}); found {largest}."
+            )
+        return num_classes
+    seen = np.unique(y_train)
+    if len(seen) != largest + 1:
+        # A stray label (100000, say) would silently build a 100001-class model.
+        raise DatasetError(
+            f"Dataset {name!r}: the labels go up to {largest}, but training has only "
+            f"{len(seen)} distinct classes (first missing: "
+            f"{int(np.setdiff1d(np.arange(largest + 1), seen)[0])}). Fix the labels, or "
+            "give the class count (an npz array num_classes) if those classes are meant "
+            "to be absent from training."
+        )
+    return largest + 1
+
+
 def _validate_split(name, split, x, y):
     if x.ndim not in (2, 3, 4):
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: x_{split} must have rank 2 (features), 3 "
             f"(grayscale images) or 4 (images with channels); got shape {x.shape}."
         )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: y_{split} must be a vector of class ids; got "
             f"shape {y.shape}."
         )
     if len(x) != len(y):
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: x_{split} has {len(x)} examples but y_{split} "
             f"has {len(y)}."
         )
     if len(y) == 0:
-        raise ValueError(f"Dataset {name!r}: the {split} split is empty.")
+        raise DatasetError(f"Dataset {name!r}: the {split} split is empty.")
     if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: y_{split} must hold integer class ids; got "
             f"dtype {y.dtype}."
         )
     if y.min() < 0:
-        raise ValueError(
+        raise DatasetError(
             f"Dataset {name!r}: labels must be non-negative; y_{split} holds {y.min()}."
         )
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DatasetError(f"Dataset {name!r}: x_{split} must be real numbers; got "
+                           f"dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = np.size(x) - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            first = int(np.argwhere(~np.isfinite(x))[0][0])
+            raise DatasetError(
+                f"Dataset {name!r}: x_{split} holds {bad} NaN or infinite values "
+                f"(the first in example {first}); training on them would diverge."
+            )
     if x.ndim == 3:
         x = x[..., None]
     if x.dtype == np.uint8:

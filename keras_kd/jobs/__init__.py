@@ -25,7 +25,7 @@ from keras_kd.jobs.configs import Student
 from keras_kd.jobs.configs import Teacher
 from keras_kd.jobs.configs import TeachersConfig
 from keras_kd.jobs.configs import Training
-from keras_kd.jobs.distill import ConfigError
+from keras_kd.jobs.outline import ConfigError
 
 __all__ = [
     "Cache",

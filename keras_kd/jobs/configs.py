@@ -36,6 +36,9 @@ class Data(Config):
     )
     data_dir: str | None = setting(None, "TFDS data folder (TFDS' default if unset).")
 
+    def check(self):
+        data_lib.check_name(self.dataset)
+
 
 @dataclasses.dataclass(frozen=True)
 class Training(Config):

@@ -21,12 +21,9 @@ from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import outline
+from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
 from keras_kd.jobs import teachers as teachers_lib
-
-
-class ConfigError(ValueError):
-    """A setting that does not fit the dataset, found before any training."""
 
 
 def output_dir(config, dataset_slug):
@@ -86,7 +83,9 @@ def run(config, verbose="auto"):
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
     policy, synthetic = _policy_and_source(config, data.info)
-    job.open(output_dir(config, data.info.slug))
+    job.open(
+        output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
+    )
     strategy = job.strategy
     batch_size = config.training.batch_size
 

@@ -44,7 +44,9 @@ def run(config, verbose="auto"):
     """
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
-    job.open(output_dir(config, data.info.slug))
+    job.open(
+        output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
+    )
     strategy = job.strategy
     settings = config.gan
     seed = config.training.seed

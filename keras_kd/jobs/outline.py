@@ -19,10 +19,29 @@ each worker backs up to its own folder, and all agree on where to resume.
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 
 from keras_kd import distribute
 from keras_kd import training
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work here (it does not fit the dataset, or names a
+    folder that cannot be written), found before any training."""
+
+
+def check_writable(folder):
+    """Raises a `ConfigError` unless files can be written in `folder` (made if missing)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot write to {folder!r} ({error.strerror or error}); choose another "
+            "folder (--output_dir, --saved_models_dir) or fix its permissions."
+        ) from None
 
 
 class JobRun:
@@ -45,11 +64,20 @@ class JobRun:
         self.timing = {}
         self._backups = []
 
-    def open(self, output_dir):
-        """Sets the job's output folder; backups default to `<output_dir>/backup`."""
+    def open(self, output_dir, *other_folders):
+        """Sets the job's output folder (backups default to `<output_dir>/backup`)
+        and checks, before any training, that it and `other_folders` (where
+        the job also writes: teachers, caches) can be written.
+
+        Raises:
+            ConfigError: a folder that cannot be written.
+        """
         self.output_dir = output_dir
         self.backup_root = self.runtime.resolved_backup_dir(output_dir)
         self.written_dir = distribute.worker_dir(output_dir, self.strategy)
+        if self.is_chief:
+            for folder in (output_dir, self.backup_root, *other_folders):
+                check_writable(folder)
         return self
 
     @contextlib.contextmanager

@@ -1,0 +1,61 @@
+"""The job configs and the job outline, in process (no app, little training)."""
+
+import os
+
+import pytest
+
+import keras_kd
+from keras_kd import config as config_lib
+from keras_kd import jobs
+
+
+def test_every_setting_has_one_flag_and_round_trips_through_the_command_line():
+    config = config_lib.build(jobs.DistillConfig, {
+        "members": 5, "alpha": 0.25, "policy": "crop_flip+mixup", "flip": "off",
+        "jit_compile": True, "teacher_lr": 0.01, "ece_bins": 10,
+    })
+    args = config_lib.command_line(config)
+    assert "--jit_compile" in args and "--members=5" in args and "--flip=off" in args
+    parsed = {}
+    for arg in args:
+        name, _, text = arg[2:].partition("=")
+        parsed[name] = config_lib.parse_value(jobs.DistillConfig, name, text or "true")
+    assert config_lib.build(jobs.DistillConfig, parsed) == config
+    assert len(config_lib.flat(config)) == len(config_lib.flag_paths(jobs.DistillConfig))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"dataset": "bogus"}, "Unknown dataset 'bogus'"),
+    ({"policy": "crop+mixup"}, r"Unknown policy stage\(s\) \['crop'\]"),
+    ({"teacher_arch": "vgg"}, "Unknown model 'vgg'"),
+    ({"lr": 0.0}, "lr must be > 0; got 0.0"),
+    ({"cached_views": 2}, "policy 'identity' is static"),
+    ({"colour": "red"}, r"Not settings of DistillConfig: \['colour'\]"),
+])
+def test_a_bad_setting_is_named_when_the_config_is_built(settings, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.build(jobs.DistillConfig, settings)
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    config = config_lib.build(jobs.DistillConfig, {
+        "saved_models_dir": str(tmp_path / "saved"), "output_dir": str(blocker / "run"),
+        "teacher_arch": "mlp", "student_arch": "mlp",
+    })
+    with pytest.raises(jobs.ConfigError, match=f"Cannot write to '{blocker}/run'"):
+        jobs.distill.run(config, verbose=0)
+    assert not os.path.exists(tmp_path / "saved" / "digits" / "teachers")
+
+
+def test_registered_models_and_stages_are_valid_settings():
+    keras_kd.models.register("tiny_mlp", lambda shape, classes: keras_kd.models.get(
+        "mlp", shape, classes, hidden_units=(4,)))
+    try:
+        config = config_lib.build(jobs.DistillConfig, {"student_arch": "tiny_mlp"})
+        assert config.student.arch == "tiny_mlp"
+    finally:
+        keras_kd.models.unregister("tiny_mlp")
+    with pytest.raises(ValueError, match="Unknown model 'tiny_mlp'"):
+        config_lib.build(jobs.DistillConfig, {"student_arch": "tiny_mlp"})
