@@ -104,5 +104,5 @@ def run_or_exit(job, *args, **kwargs):
         return job(*args, **kwargs)
     except callbacks.NonFiniteLossError as error:
         raise SystemExit(f"error: {error}")
-    except (jobs.ConfigError, data.DatasetError) as error:
+    except (jobs.ConfigError, data.DatasetError, jobs.lock.FolderInUseError) as error:
         raise app.UsageError(str(error))

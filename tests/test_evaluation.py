@@ -59,3 +59,20 @@ def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     assert history["loss"] == [1.0, 0.7, 0.5]
     assert history["train_agreement"] == [None, 0.75, 0.95]
     assert jobs.report.read_history(str(tmp_path / "missing.csv"), 3) == {}
+
+
+def test_history_survives_a_log_appended_to_across_a_resume(tmp_path):
+    # Two runs' loggers in one file used to fail every rerun with
+    # "invalid literal for int() ... 'epoch'".
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "epoch,loss,test_agreement\n"
+        "0,1.0,0.5\n"
+        "epoch,loss,test_agreement,train_agreement\n"
+        "1,0.8,0.6,0.7\n"
+        "2,0.5,0.9\n"  # cut short by a kill
+    )
+    history = jobs.report.read_history(str(path), epochs=3)
+    assert history["epoch"] == [1, 2]
+    assert history["loss"] == [1.0, 0.8]
+    assert history["train_agreement"] == [None, 0.7]

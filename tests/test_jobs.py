@@ -59,3 +59,36 @@ def test_registered_models_and_stages_are_valid_settings():
         keras_kd.models.unregister("tiny_mlp")
     with pytest.raises(ValueError, match="Unknown model 'tiny_mlp'"):
         config_lib.build(jobs.DistillConfig, {"student_arch": "tiny_mlp"})
+
+
+def _lock_record(folder, pid):
+    import json
+    import socket
+
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".lock"), "w") as f:
+        json.dump({"pid": pid, "host": socket.gethostname(), "what": "a keras_kd job",
+                   "started": "2026-01-01T00:00:00"}, f)
+
+
+def test_a_second_run_into_a_folder_is_refused_naming_the_holder(tmp_path):
+    import subprocess
+
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        run_dir = tmp_path / "run"
+        _lock_record(run_dir, holder.pid)
+        config = config_lib.build(jobs.DistillConfig, {
+            "saved_models_dir": str(tmp_path / "saved"), "output_dir": str(run_dir),
+            "teacher_arch": "mlp", "student_arch": "mlp"})
+        with pytest.raises(jobs.lock.FolderInUseError,
+                           match=f"in use by a keras_kd job: process {holder.pid} on "):
+            jobs.distill.run(config, verbose=0)
+        assert not os.path.exists(tmp_path / "saved" / "digits" / "teachers" / "mlp")
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its holder gone (killed), the lock is stale: the next run takes it over.
+    with jobs.lock.FolderLock(str(run_dir)) as lock:
+        assert os.path.exists(lock.path)
+    assert not os.path.exists(run_dir / ".lock")

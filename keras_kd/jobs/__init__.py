@@ -10,6 +10,7 @@ flags into a config and call a job.
 from keras_kd.jobs import distill
 from keras_kd.jobs import evaluate
 from keras_kd.jobs import gan
+from keras_kd.jobs import lock
 from keras_kd.jobs import outline
 from keras_kd.jobs import report
 from keras_kd.jobs import teachers
@@ -44,6 +45,7 @@ __all__ = [
     "distill",
     "evaluate",
     "gan",
+    "lock",
     "outline",
     "report",
     "teachers",

@@ -24,6 +24,7 @@ import time
 
 from keras_kd import distribute
 from keras_kd import training
+from keras_kd.jobs.lock import FolderLock
 
 
 class ConfigError(ValueError):
@@ -63,14 +64,18 @@ class JobRun:
         self.output_dir = self.backup_root = self.written_dir = None
         self.timing = {}
         self._backups = []
+        self._lock = None
 
     def open(self, output_dir, *other_folders):
         """Sets the job's output folder (backups default to `<output_dir>/backup`)
         and checks, before any training, that it and `other_folders` (where
-        the job also writes: teachers, caches) can be written.
+        the job also writes: teachers, caches) can be written. The chief then
+        locks the output folder until `finish`, so a second run into it is
+        refused at once.
 
         Raises:
             ConfigError: a folder that cannot be written.
+            keras_kd.jobs.lock.FolderInUseError: another live run holds the folder.
         """
         self.output_dir = output_dir
         self.backup_root = self.runtime.resolved_backup_dir(output_dir)
@@ -78,6 +83,7 @@ class JobRun:
         if self.is_chief:
             for folder in (output_dir, self.backup_root, *other_folders):
                 check_writable(folder)
+            self._lock = FolderLock(output_dir, "a keras_kd job").acquire()
         return self
 
     @contextlib.contextmanager
@@ -116,10 +122,13 @@ class JobRun:
         return training.resume_epoch(backup_dir, self.strategy)
 
     def finish(self):
-        """Removes the backups and scratch folders: every file is written."""
+        """Removes the backups and scratch folders, and releases the output
+        folder: every file is written."""
         if self.is_chief:
             shutil.rmtree(self.backup_root, ignore_errors=True)
         else:
             for path in self._backups:
                 shutil.rmtree(path, ignore_errors=True)
         distribute.cleanup_worker_dirs()
+        if self._lock is not None:
+            self._lock.release()

@@ -10,17 +10,29 @@ def read_history(path, epochs):
     """The per-epoch logs a run's CSVLogger wrote, as `{name: [value per epoch]}`.
 
     An epoch logged twice (a run killed after logging it but before its
-    backup repeats it) keeps its last row. A value missing from an epoch's
-    row is `None`, so every list has one entry per epoch.
+    backup repeats it) keeps its last row. A log appended to across a resume
+    may hold a header line again, with other columns; each row is read under
+    the header above it. A value missing from an epoch's row is `None`, so
+    every list has one entry per epoch.
     """
     if not os.path.exists(path):
         return {}
-    rows = {}
+    rows, header = {}, None
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+        for cells in csv.reader(f):
+            if not cells:
+                continue
+            if cells[0] == "epoch":
+                header = cells
+                continue
+            if header is None or len(cells) != len(header):
+                continue  # a line cut short by a kill
+            row = dict(zip(header, cells))
             rows[int(row["epoch"])] = row
     kept = sorted(rows)[:epochs]
-    names = [name for name in rows[kept[0]] if name != "epoch"] if kept else []
+    names = []
+    for epoch in kept:
+        names += [name for name in rows[epoch] if name != "epoch" and name not in names]
     history = {
         name: [
             None if rows[epoch].get(name) in (None, "", "NA") else float(rows[epoch][name])

@@ -1,5 +1,6 @@
 """The teacher ensemble: members trained once, reused by key, and the teachers job."""
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,6 +15,7 @@ from keras_kd import export
 from keras_kd import training
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import outline
+from keras_kd.jobs.lock import FolderLock
 from keras_kd.runtime import Runtime
 
 
@@ -88,6 +90,20 @@ def ensemble_members(
         strategy,
     )
     write_folder = distribute.worker_dir(folder, strategy)
+    # Two runs must not train the same members at once: the trainer locks the folder.
+    training_any = not all(finished) and distribute.is_chief(strategy)
+    lock = FolderLock(folder, f"a run training teacher members {spec.arch}-{key}")
+    with lock if training_any else contextlib.nullcontext():
+        records = _members(spec, data, key, settings, paths, finished, write_folder, verbose,
+                           runtime, backup_dir, strategy)
+    if backup_dir is not None:
+        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
+    return records
+
+
+def _members(spec, data, key, settings, paths, finished, write_folder, verbose, runtime,
+             backup_dir, strategy):
+    """Each member's record: read when finished, else trained and saved."""
     records = []
     for k, (path, reuse) in enumerate(zip(paths, finished)):
         if reuse:
@@ -111,8 +127,6 @@ def ensemble_members(
         if member_backup is not None:
             callbacks_lib.remove_backups(member_backup)
         records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
-    if backup_dir is not None:
-        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
     return records
 
 

@@ -1,0 +1,118 @@
+"""One process per folder: a lock file naming its holder, recovered when stale."""
+
+import datetime
+import json
+import logging
+import os
+import socket
+
+LOCK_NAME = ".lock"
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder (`<folder>/.lock`), held by one process.
+
+    The lock file records the holder's process id, host and start time. A
+    second process asking for it gets a `FolderInUseError` naming the holder;
+    a lock whose holder is gone (a killed run, on this host) is recovered.
+    The holder itself may take it again (a rerun in the same notebook).
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with FolderLock(folder, "a run"):
+    ...     os.path.exists(os.path.join(folder, ".lock"))
+    True
+    >>> os.path.exists(os.path.join(folder, ".lock"))
+    False
+    """
+
+    def __init__(self, folder, what="a run"):
+        self.folder = folder
+        self.what = what
+        self.path = os.path.join(folder, LOCK_NAME)
+        self._held = False
+
+    def acquire(self):
+        """Takes the lock, or raises `FolderInUseError` naming its live holder."""
+        os.makedirs(self.folder, exist_ok=True)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+                  "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self._recover_or_refuse()
+                continue
+            with os.fdopen(descriptor, "w") as f:
+                json.dump(record, f)
+            self._held = True
+            return self
+        raise FolderInUseError(f"Could not take the lock {self.path!r}; try again.")
+
+    def _recover_or_refuse(self):
+        holder = _read(self.path)
+        if not holder and _age(self.path) < 5.0:
+            raise FolderInUseError(f"{self.folder!r} is being locked by another process.")
+        mine = holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+        if mine or _is_gone(holder):
+            logging.warning("Recovering the stale lock %s left by %s.", self.path, holder)
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            return
+        raise FolderInUseError(
+            f"{self.folder!r} is in use by {holder.get('what', 'another run')}: process "
+            f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}. "
+            "Wait for it to finish, or write elsewhere (--output_dir). If that process is "
+            f"gone for good, delete {self.path!r}."
+        )
+
+    def release(self):
+        """Gives the lock up (a no-op if not held)."""
+        if self._held:
+            self._held = False
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}  # half written by a killed process: stale
+
+
+def _age(path):
+    try:
+        return datetime.datetime.now().timestamp() - os.path.getmtime(path)
+    except OSError:
+        return float("inf")
+
+
+def _is_gone(holder):
+    """Whether the lock's holder has ended (only knowable for a process on this host)."""
+    if not holder or holder.get("host") != socket.gethostname():
+        return not holder
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return False
+    return False
