@@ -41,7 +41,7 @@ from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
 
-__version__ = "0.2.0"
+from keras_kd.version import __version__  # noqa: E402,F401
 
 __all__ = [
     "Distiller",

@@ -200,10 +200,20 @@ def test_disk_cache_is_reused_and_rekeyed_when_teacher_or_data_change(rng, tmp_p
 
     logits, x = first_logits(teacher, split)
     (key,) = os.listdir(tmp_path)
-    cached = np.load(tmp_path / key / "logits.npy")
-    np.save(tmp_path / key / "logits.npy", cached + 100.0)  # reused: read, not recomputed
+    written = os.stat(tmp_path / key / "logits.npy").st_mtime_ns
     reused, _ = first_logits(teacher, split)
-    np.testing.assert_allclose(reused, logits + 100.0, rtol=1e-6)
+    np.testing.assert_array_equal(reused, logits)
+    assert os.stat(tmp_path / key / "logits.npy").st_mtime_ns == written  # read, not rewritten
+
+    # A cache changed or cut short since it was written is rebuilt, never read.
+    cached = np.load(tmp_path / key / "logits.npy")
+    np.save(tmp_path / key / "logits.npy", cached + 100.0)
+    rebuilt, _ = first_logits(teacher, split)
+    np.testing.assert_array_equal(rebuilt, logits)
+    (tmp_path / key / "logits.npy").write_bytes(b"\x93NUMPY")
+    np.testing.assert_array_equal(first_logits(teacher, split)[0], logits)
+    os.remove(tmp_path / key / "logits.npy")
+    np.testing.assert_array_equal(first_logits(teacher, split)[0], logits)
 
     new_teacher = _mlp(2)
     rekeyed, _ = first_logits(new_teacher, split)

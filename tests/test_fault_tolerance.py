@@ -94,6 +94,34 @@ def test_a_killed_run_resumes_and_ends_bit_for_bit_as_an_uninterrupted_one(tmp_p
 
 
 @pytest.mark.slow
+def test_a_rerun_with_other_settings_does_not_resume_the_killed_run(tmp_path):
+    # Killed, then rerun into the same folder with --lr and --optimizer changed:
+    # it used to resume the student from weights distilled from the old teacher.
+    saved, run_dir = str(tmp_path / "saved"), str(tmp_path / "run")
+    flags = [flag for flag in FLAGS if flag != "--deterministic"] + [f"--output_dir={run_dir}"]
+
+    def start(*extra, log):
+        return subprocess.Popen(
+            [sys.executable, "-m", "launch.distill", *flags, *extra,
+             f"--saved_models_dir={saved}"],
+            cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    first = start(log=tmp_path / "1.log")
+    epochs = _kill_after_backup(first, os.path.join(run_dir, "backup", "student",
+                                                     "epoch-*.state.npz"))
+    assert epochs >= 1
+    second = start("--lr=0.05", "--optimizer=sgd", log=tmp_path / "2.log")
+    assert second.wait(timeout=300) == 0, open(tmp_path / "2.log").read()[-3000:]
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert report["resumed_at_epoch"] == 0
+    assert "lr, optimizer" in report["resume_refused"]["student"]
+    assert (report["config"]["lr"], report["config"]["optimizer"]) == (0.05, "sgd")
+    assert "Not resuming from" in open(tmp_path / "2.log").read()
+
+
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_app_with_the_step_and_terms(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "launch.distill", "--teacher_arch=mlp", "--members=1",

@@ -92,3 +92,18 @@ def test_a_second_run_into_a_folder_is_refused_naming_the_holder(tmp_path):
     with jobs.lock.FolderLock(str(run_dir)) as lock:
         assert os.path.exists(lock.path)
     assert not os.path.exists(run_dir / ".lock")
+
+
+def test_a_backup_made_with_other_settings_is_never_resumed(tmp_path, caplog):
+    backup = tmp_path / "backup" / "student"
+    job = jobs.outline.JobRun(keras_kd.runtime.Runtime()).open(str(tmp_path))
+    before = {"lr": 0.002, "optimizer": "adam", "data_digest": "d1"}
+    assert job.resume_epoch(str(backup), before) == 0
+    (backup / "epoch-0003.state.npz").write_bytes(b"a backup")  # as a killed run leaves it
+    assert job.resume_epoch(str(backup), before) == 3  # same settings: resumed
+    assert job.resume_epoch(str(backup), {**before, "lr": 0.05, "optimizer": "sgd"}) == 0
+    assert not (backup / "epoch-0003.state.npz").exists()
+    assert job.resume_refused == {
+        "student": "the backup was made with other settings: lr, optimizer"}
+    assert "Not resuming from" in caplog.text and "lr, optimizer" in caplog.text
+    job.finish()

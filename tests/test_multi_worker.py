@@ -72,7 +72,8 @@ def test_two_workers_train_the_distiller_like_one_process(tmp_path):
     for name in weight_names:
         np.testing.assert_array_equal(chief[name], other[name])
         np.testing.assert_allclose(chief[name], alone[name], rtol=1e-4, atol=2e-5)
-    for name in ("log_loss", "log_soft_loss", "log_agreement", "log_predictive_kl", "log_accuracy"):
+    for name in ("log_loss", "log_soft_loss", "log_agreement", "log_predictive_kl",
+                 "log_student_accuracy"):
         np.testing.assert_allclose(chief[name], alone[name], rtol=1e-4, atol=1e-6)
     # Worker 0 is the chief (there is no "chief" task), and it alone wrote the shared output.
     assert bool(chief["chief"]) and not bool(other["chief"])
@@ -136,7 +137,7 @@ def test_launch_distill_on_two_workers_writes_one_run_from_the_chief(tmp_path):
     with open(os.path.join(multi, run, "report.json")) as f:
         report = json.load(f)
     assert report["config"]["replicas"] == 2
-    assert report["config"]["runtime"]["strategy"] == "multi_worker"
+    assert report["config"]["strategy"] == "multi_worker"
     for a, b in zip(_student_weights(os.path.join(multi, run)),
                     _student_weights(os.path.join(single, run))):
         # Teachers and student both trained across workers: float tolerance compounds.

@@ -41,6 +41,35 @@ def test_a_member_without_its_record_is_retrained(tmp_path, digits):
 
 
 @pytest.mark.slow
+def test_a_damaged_member_is_named_and_retrained(tmp_path, digits, caplog):
+    (member,) = ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    with open(member["path"], "r+b") as f:
+        f.truncate(100)  # what used to fail every rerun with "File not found"
+    (again,) = ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    assert not again["reused"] and "damaged" in again["rebuilt"]
+    assert member["path"] in caplog.text and "retraining it" in caplog.text
+    keras.saving.load_model(again["path"])  # whole again
+    (third,) = ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    assert third["reused"] and "rebuilt" not in third
+
+
+def test_members_are_keyed_by_the_data_not_its_name(tmp_path, digits):
+    import numpy as np
+
+    def npz(path, shift):
+        x, y = (np.concatenate([t.numpy() for t in part]) for part in
+                zip(*digits.train.batch(2000)))
+        xt, yt = (np.concatenate([t.numpy() for t in part]) for part in
+                  zip(*digits.test.batch(2000)))
+        np.savez(path, x_train=x + shift, y_train=y, x_test=xt, y_test=yt)
+        return keras_kd.data.load(f"npz:{path}")
+
+    first = ensemble_members(_spec(), npz(tmp_path / "d.npz", 0.0), 1, str(tmp_path), verbose=0)
+    rewritten = npz(tmp_path / "d.npz", 0.25)  # the same name, other content
+    second = ensemble_members(_spec(), rewritten, 1, str(tmp_path), verbose=0)
+    assert not second[0]["reused"] and second[0]["path"] != first[0]["path"]
+
+
 def test_training_is_reproducible_per_seed(digits):
     a = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()
     b = training.train_classifier(_spec(), digits, seed=7, verbose=0).get_weights()

@@ -12,12 +12,16 @@ A disk cache lives in `<cache_dir>/<key>/`, where the key digests everything
 its contents depend on (the teacher's weights, the dataset's content, the
 policy, the seed, ...), so a changed teacher or dataset never reuses a stale
 cache. It is written to a staging folder and renamed when complete, so a
-killed run never leaves a cache that looks finished.
+killed run never leaves a cache that looks finished, and its manifest records
+a digest of every file: a cache damaged since (a file deleted or cut short)
+is reported by path and rebuilt, never read.
 """
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -147,9 +151,46 @@ def _view_path(path, k):
 
 
 def _is_complete(path):
-    return os.path.isfile(os.path.join(path, _MANIFEST))
+    """Whether a finished, undamaged cache is at `path`; a damaged one is removed."""
+    manifest_path = os.path.join(path, _MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return False
+    try:
+        with open(manifest_path) as f:
+            expected = json.load(f)["files"]
+    except (OSError, ValueError, KeyError):
+        expected = None
+    found = _file_digests(path)
+    if expected is not None and found == expected:
+        return True
+    damage = "its manifest lists no file digests" if expected is None else ", ".join(
+        f"{name}: {'missing' if name not in found else 'changed'}"
+        for name in sorted(expected) if found.get(name) != expected[name]
+    ) or "unexpected files"
+    logging.warning("The teacher-output cache at %s is damaged (%s); rebuilding it.",
+                    path, damage)
+    shutil.rmtree(path, ignore_errors=True)
+    return False
+
+
+def _file_digests(path):
+    """`{relative path: sha256}` of every file under `path` but the manifest."""
+    digests = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            relative = os.path.relpath(full, path)
+            if relative == _MANIFEST:
+                continue
+            digest = hashlib.sha256()
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digests[relative] = digest.hexdigest()
+    return digests
 
 
 def _write_manifest(path, key_parts, **details):
     with open(os.path.join(path, _MANIFEST), "w") as f:
-        json.dump({"key": key_parts, **details}, f, indent=2, default=str)
+        json.dump({"key": key_parts, **details, "files": _file_digests(path)}, f, indent=2,
+                  default=str)

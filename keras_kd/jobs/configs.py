@@ -14,8 +14,8 @@ Example:
 """
 
 import dataclasses
-import os
 
+from keras_kd import config as config_lib
 from keras_kd import data as data_lib
 from keras_kd import initialization
 from keras_kd import models
@@ -25,6 +25,7 @@ from keras_kd.config import setting
 from keras_kd.runtime import Runtime
 from keras_kd.training import OPTIMIZERS
 from keras_kd.training import ClassifierSpec
+from keras_kd.version import __version__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,6 +320,18 @@ class GANConfig(Config):
         return self.teacher.spec(self.training)
 
 
-def resolved_path(path, saved_models_dir, dataset_slug, *default):
-    """`path`, or its default under `<saved_models_dir>/<dataset_slug>/`."""
-    return path or os.path.join(saved_models_dir, dataset_slug, *default)
+# Settings that change where a job writes or how it runs, not what it computes.
+_RUNTIME_ONLY = ("data_dir", "teachers_dir", "cache_dir", "output_dir", "saved_models_dir",
+                 "strategy", "cpu_replicas", "jit_compile", "backup_dir")
+
+
+def training_fingerprint(config, data_digest):
+    """What shapes a job's training, for its backups: every setting but where it
+    writes and how it runs, the data's digest and keras_kd's version.
+
+    >>> sorted(training_fingerprint(DistillConfig(), "d"))[:3]
+    ['alpha', 'batch_size', 'cached_views']
+    """
+    settings = {name: value for name, value in config_lib.flat(config).items()
+                if name not in _RUNTIME_ONLY}
+    return {**settings, "data_digest": data_digest, "keras_kd": __version__}

@@ -20,6 +20,7 @@ from keras_kd import models
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
+from keras_kd.jobs import configs
 from keras_kd.jobs import outline
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
@@ -117,7 +118,10 @@ def run(config, verbose="auto"):
 
     with job.timed("distill_s"):
         student_backup = job.backup_dir("student")
-        initial_epoch = job.resume_epoch(student_backup)
+        initial_epoch = job.resume_epoch(
+            student_backup,
+            configs.training_fingerprint(config, teachers_lib.data_digest(data)),
+        )
         # The per-epoch logs live beside the backup, so a resumed run keeps them.
         history_path = os.path.join(student_backup, "history.csv")
         if initial_epoch == 0 and os.path.exists(history_path):
@@ -192,6 +196,7 @@ def run(config, verbose="auto"):
         "artifacts": artifacts,
         "timing": job.timing,
         "resumed_at_epoch": initial_epoch,
+        "resume_refused": job.resume_refused or None,
         "student_start": {"test": start} if start else None,
         "history": report_lib.read_history(history_path, config.student.epochs),
     }

@@ -21,6 +21,7 @@ from keras_kd.gan import quality
 from keras_kd.gan.model import GAN
 from keras_kd.gan.networks import make_discriminator
 from keras_kd.gan.networks import make_generator
+from keras_kd.jobs import configs
 from keras_kd.jobs import outline
 from keras_kd.jobs import teachers as teachers_lib
 
@@ -54,7 +55,9 @@ def run(config, verbose="auto"):
 
     with job.timed("gan_s"):
         gan_backup = job.backup_dir("gan")
-        initial_epoch = job.resume_epoch(gan_backup)
+        initial_epoch = job.resume_epoch(
+            gan_backup, configs.training_fingerprint(config, teachers_lib.data_digest(data))
+        )
         keras.utils.set_random_seed(training.derived_seed(seed, "gan"))
         with strategy.scope():
             gan = GAN(
@@ -112,6 +115,7 @@ def run(config, verbose="auto"):
         "config": {**config_lib.flat(config), "output_dir": job.output_dir,
                    "teachers_dir": teachers_dir},
         "resumed_at_epoch": initial_epoch,
+        "resume_refused": job.resume_refused or None,
         "artifacts": {"generator": generator_path, "samples_png": samples_png,
                       "teachers": [member["path"] for member in members]},
         "timing": job.timing,

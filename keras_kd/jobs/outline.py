@@ -17,14 +17,35 @@ each worker backs up to its own folder, and all agree on where to resume.
 """
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 
+from keras_kd import callbacks as callbacks_lib
 from keras_kd import distribute
 from keras_kd import training
 from keras_kd.jobs.lock import FolderLock
+
+
+_FINGERPRINT = "fingerprint.json"
+
+
+def _fingerprint_changes(backup_dir, fingerprint):
+    """The names whose values differ from the fingerprint stored with the
+    backups in `backup_dir` (all of them if none is stored); [] without backups."""
+    if not callbacks_lib.BackupAndRestore.completed_epochs(backup_dir):
+        return []
+    try:
+        with open(os.path.join(backup_dir, _FINGERPRINT)) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return ["(no readable fingerprint)"]
+    current = json.loads(json.dumps(fingerprint, default=str))
+    return sorted(name for name in set(stored) | set(current)
+                  if stored.get(name) != current.get(name))
 
 
 class ConfigError(ValueError):
@@ -65,6 +86,7 @@ class JobRun:
         self.timing = {}
         self._backups = []
         self._lock = None
+        self.resume_refused = {}  # trainer -> why its backup was not resumed
 
     def open(self, output_dir, *other_folders):
         """Sets the job's output folder (backups default to `<output_dir>/backup`)
@@ -112,13 +134,30 @@ class JobRun:
         self._backups.append(path)
         return path
 
-    def resume_epoch(self, backup_dir):
+    def resume_epoch(self, backup_dir, fingerprint=None):
         """The epoch the trainer backed up to `backup_dir` resumes at, agreed by all
         workers (0 when there is no backup).
 
-        Every job decides here whether to resume, so a check that the backup
-        belongs to this very config (a fingerprint) has one place to go.
+        Args:
+            backup_dir: the trainer's backup folder.
+            fingerprint: `{name: value}` of what shapes this training (its
+                settings, the data's digest, the code's version). A backup made
+                under another fingerprint is never resumed: it is discarded,
+                the log says which settings changed, and `resume_refused`
+                records it for the report. The fingerprint is then stored
+                beside the backups this run writes.
         """
+        if fingerprint is not None:
+            changed = _fingerprint_changes(backup_dir, fingerprint)
+            if changed:
+                reason = ("the backup was made with other settings: " + ", ".join(changed))
+                logging.warning("Not resuming from %s: %s; training from the start.",
+                                backup_dir, reason)
+                callbacks_lib.remove_backups(backup_dir)
+                self.resume_refused[os.path.basename(backup_dir)] = reason
+            os.makedirs(backup_dir, exist_ok=True)
+            with open(os.path.join(backup_dir, _FINGERPRINT), "w") as f:
+                json.dump(fingerprint, f, indent=1, sort_keys=True, default=str)
         return training.resume_epoch(backup_dir, self.strategy)
 
     def finish(self):

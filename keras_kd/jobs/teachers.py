@@ -4,7 +4,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import zipfile
 
 import keras
 
@@ -13,10 +15,12 @@ from keras_kd import data as data_lib
 from keras_kd import distribute
 from keras_kd import export
 from keras_kd import training
+from keras_kd.data import fingerprint
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import outline
 from keras_kd.jobs.lock import FolderLock
 from keras_kd.runtime import Runtime
+from keras_kd.version import __version__
 
 
 def teachers_dir(config, dataset_slug):
@@ -60,12 +64,14 @@ def ensemble_members(
     """The paths of `num_members` trained members, training only what is missing.
 
     Members live in `<directory>/<arch>-<key>/member_<k>.keras`, where `key`
-    hashes the dataset and every training setting, so changed settings never
-    reuse stale members. Member `k` is trained with a seed derived from
-    `(spec.seed, k)`: a 5-member ensemble extends a 3-member one. A member
-    counts as finished once its `.keras` file and its `.json` record (test
-    metrics and settings, written after the model) both exist; each is
-    written whole or not at all.
+    hashes every training setting, the dataset's content (a digest of its
+    splits, not its name) and keras_kd's version, so changed settings, data
+    or code never reuse stale members. Member `k` is trained with a seed
+    derived from `(spec.seed, k)`: a 5-member ensemble extends a 3-member
+    one. A member counts as finished once its `.keras` file and its `.json`
+    record (test metrics, settings and the file's digest, written after the
+    model) both exist, each written whole or not at all, and the file still
+    has its recorded digest; a damaged member is reported and retrained.
 
     With `backup_dir`, a member in training is backed up to
     `<backup_dir>/<arch>-<key>/member_<k>` at each epoch, and a rerun resumes
@@ -73,22 +79,22 @@ def ensemble_members(
     them find it, and only the chief writes into `directory`.
 
     Returns:
-        A list of dicts with `path`, `test_accuracy` and `reused`.
+        A list of dicts with `path`, `test_accuracy`, `reused` and, for a
+        member retrained because its files were damaged, `rebuilt` (why).
     """
     if not isinstance(num_members, int) or num_members < 1:
         raise ValueError(f"members must be a positive integer; got {num_members!r}.")
     runtime = runtime or Runtime()
     strategy = runtime.start()
-    settings = {"dataset": data.info.name, **dataclasses.asdict(spec)}
+    settings = {"dataset": data.info.name, **dataclasses.asdict(spec),
+                "data_digest": data_digest(data), "keras_kd": __version__}
     if runtime.precision != "float32":
         settings["precision"] = runtime.precision
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     folder = os.path.join(directory, f"{spec.arch}-{key}")
     paths = [os.path.join(folder, f"member_{k}.keras") for k in range(num_members)]
-    finished = distribute.all_workers_agree(
-        [os.path.isfile(path) and os.path.isfile(_record_path(path)) for path in paths],
-        strategy,
-    )
+    damage = [_damage(path) for path in paths]
+    finished = distribute.all_workers_agree([problem is None for problem in damage], strategy)
     write_folder = distribute.worker_dir(folder, strategy)
     # Two runs must not train the same members at once: the trainer locks the folder.
     training_any = not all(finished) and distribute.is_chief(strategy)
@@ -96,6 +102,9 @@ def ensemble_members(
     with lock if training_any else contextlib.nullcontext():
         records = _members(spec, data, key, settings, paths, finished, write_folder, verbose,
                            runtime, backup_dir, strategy)
+    for record, problem in zip(records, damage):
+        if not record["reused"] and problem not in (None, "missing"):
+            record["rebuilt"] = problem
     if backup_dir is not None:
         _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
     return records
@@ -122,7 +131,8 @@ def _members(spec, data, key, settings, paths, finished, write_folder, verbose, 
         test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
         path = os.path.join(write_folder, os.path.basename(path))
         export.save_keras(model, path)
-        record = {"settings": settings, "member": k, "test_accuracy": test_accuracy}
+        record = {"settings": settings, "member": k, "test_accuracy": test_accuracy,
+                  "sha256": _file_digest(path)}
         export.write_json(record, _record_path(path))
         if member_backup is not None:
             callbacks_lib.remove_backups(member_backup)
@@ -144,6 +154,46 @@ def _remove_empty_folders(folder, stop):
                 return
             os.rmdir(parent)
         parent = os.path.dirname(parent)
+
+
+def data_digest(data):
+    """A digest of a dataset's content: its train and test splits, in order."""
+    return hashlib.sha256(
+        (fingerprint.dataset_fingerprint(data.train)
+         + fingerprint.dataset_fingerprint(data.test)).encode()
+    ).hexdigest()[:16]
+
+
+def _damage(path):
+    """Why the member at `path` cannot be reused (`"missing"`, ...), or None."""
+    record_path = _record_path(path)
+    if not os.path.isfile(path) or not os.path.isfile(record_path):
+        return "missing"
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        float(record["test_accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        problem = f"its record {record_path!r} is unreadable"
+    else:
+        expected = record.get("sha256")
+        if expected is None:
+            problem = None if zipfile.is_zipfile(path) else f"{path!r} is not a .keras archive"
+        elif _file_digest(path) != expected:
+            problem = f"{path!r} differs from the file its record describes (damaged)"
+        else:
+            problem = None
+    if problem is not None:
+        logging.warning("Teacher member %s cannot be reused: %s; retraining it.", path, problem)
+    return problem
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _record_path(member_path):
