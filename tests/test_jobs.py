@@ -107,3 +107,16 @@ def test_a_backup_made_with_other_settings_is_never_resumed(tmp_path, caplog):
         "student": "the backup was made with other settings: lr, optimizer"}
     assert "Not resuming from" in caplog.text and "lr, optimizer" in caplog.text
     job.finish()
+
+
+def test_a_damaged_generator_is_refused_with_the_command_that_fixes_it(tmp_path):
+    damaged = tmp_path / "generator.keras"
+    damaged.write_bytes(b"PK\x03\x04" + b"\x00" * 96)  # a .keras cut short
+    config = config_lib.build(jobs.DistillConfig, {
+        "saved_models_dir": str(tmp_path / "saved"), "policy": "gan",
+        "generator": str(damaged), "teacher_arch": "mlp", "student_arch": "mlp"})
+    with pytest.raises(jobs.ConfigError, match=(
+            f"The generator at '{damaged}' cannot be loaded .* Delete it and train it again: "
+            "`python -m launch.train_gan --dataset=digits`")):
+        jobs.distill.run(config, verbose=0)
+    assert not os.path.exists(tmp_path / "saved")

@@ -245,7 +245,14 @@ def _policy_and_source(config, info):
             f"--dataset={info.name}`, or pass the path of a Keras generator "
             "(generator=... / --generator)."
         )
-    generator = keras.saving.load_model(path, compile=False)
+    try:
+        generator = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many kinds on a damaged file
+        raise ConfigError(
+            f"The generator at {path!r} cannot be loaded ({type(error).__name__}: "
+            f"{str(error)[:200]}); it is damaged or not a Keras model. Delete it and "
+            f"train it again: `python -m launch.train_gan --dataset={info.name}`."
+        ) from None
     source = data_lib.SyntheticSource.from_generator(generator)
     if source.input_shape != tuple(info.input_shape):
         raise ConfigError(
