@@ -17,12 +17,13 @@ import tensorflow as tf
 
 import keras_kd
 from keras_kd import callbacks
+from tests.test_launch import _run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = os.path.join("digits", "distill", "mlp_from_2xmlp_T4_a0_s0_crop_flip")
 FLAGS = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=6", "--student_arch=mlp",
          "--epochs=6", "--batch_size=16", "--verbose=2", "--deterministic",
          "--policy=crop_flip"]
+RUN = os.path.join("digits", "distill", _run_name(*FLAGS))
 
 
 def _start(saved, log):

@@ -13,6 +13,20 @@ TINY = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=1", "--student_ar
         "--epochs=1", "--batch_size=128", "--verbose=0"]
 
 
+def _run_name(*flags):
+    """The default run folder name launch.distill derives from these flags."""
+    from keras_kd import config as config_lib
+    from keras_kd import jobs
+
+    names = config_lib.flag_paths(jobs.DistillConfig)
+    settings = {}
+    for flag in flags:
+        name, _, text = flag[2:].partition("=")
+        if name in names:
+            settings[name] = config_lib.parse_value(jobs.DistillConfig, name, text or "true")
+    return config_lib.build(jobs.DistillConfig, settings).run_name()
+
+
 def _run(app, *flags, check=True):
     return subprocess.run(
         [sys.executable, "-m", f"launch.{app}", *flags],
@@ -24,7 +38,7 @@ def _run(app, *flags, check=True):
 def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
     saved = str(tmp_path / "saved")
     result = _run("distill", *TINY, "--alpha=0.1", "--temperature=2", f"--saved_models_dir={saved}")
-    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T2_a0.1_s0")
+    run_dir = os.path.join(saved, "digits", "distill", _run_name(*TINY, "--alpha=0.1", "--temperature=2"))
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
     assert set(report) >= {"config", "splits", "artifacts"}
@@ -57,7 +71,7 @@ def test_distill_with_a_policy_reports_the_distillation_set(tmp_path):
     saved = str(tmp_path / "saved")
     _run("distill", *TINY, "--policy=crop_flip+mixup", "--mixup_portion=0.5",
          f"--saved_models_dir={saved}")
-    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_crop_flip+mixup")
+    run_dir = os.path.join(saved, "digits", "distill", _run_name(*TINY, "--policy=crop_flip+mixup", "--mixup_portion=0.5"))
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
     assert set(report["splits"]) == {"train", "test", "distill"}
@@ -141,7 +155,9 @@ def test_distill_on_synthetic_inputs_from_a_generator_file(tmp_path):
     saved = str(tmp_path / "saved")
     _run("distill", *TINY, "--policy=gan", f"--generator={path}", "--synthetic_fraction=0.25",
          "--synthetic_temperature=2", f"--saved_models_dir={saved}")
-    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_gan")
+    run_dir = os.path.join(saved, "digits", "distill", _run_name(
+        *TINY, "--policy=gan", f"--generator={path}", "--synthetic_fraction=0.25",
+        "--synthetic_temperature=2"))
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
     assert report["config"]["synthetic_source"] == "generator tiny_generator"
@@ -169,7 +185,8 @@ def test_train_gan_then_distill_on_its_samples(tmp_path):
     # generator is found where train_gan put it.
     _run("distill", *TINY, "--policy=mixup+gan", "--synthetic_fraction=0.5",
          f"--saved_models_dir={saved}")
-    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0_mixup+gan")
+    run_dir = os.path.join(saved, "digits", "distill", _run_name(
+        *TINY, "--policy=mixup+gan", "--synthetic_fraction=0.5"))
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
     assert [m["reused"] for m in report["teacher_members"]] == [True, True]
@@ -191,7 +208,8 @@ def test_distill_runs_mirrored_in_bfloat16(tmp_path):
     saved = str(tmp_path / "saved")
     _run("distill", *TINY, "--strategy=mirrored", "--cpu_replicas=2",
          "--precision=mixed_bfloat16", "--jit_compile", f"--saved_models_dir={saved}")
-    run_dir = os.path.join(saved, "digits", "distill", "mlp_from_2xmlp_T4_a0_s0")
+    run_dir = os.path.join(saved, "digits", "distill",
+                           _run_name(*TINY, "--precision=mixed_bfloat16"))
     with open(os.path.join(run_dir, "report.json")) as f:
         report = json.load(f)
     assert report["config"]["replicas"] == 2

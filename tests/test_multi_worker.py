@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_launch import _run_name
+
 # Real two-process training on 127.0.0.1.
 pytestmark = pytest.mark.slow
 
@@ -133,7 +135,7 @@ def test_launch_distill_on_two_workers_writes_one_run_from_the_chief(tmp_path):
     # worker's writes went to scratch folders, since removed.
     assert _files(multi) == _files(single)
     assert not any("backup" in path or "worker" in path for path in _files(multi))
-    run = os.path.join("digits", "distill", "mlp_from_2xmlp_T4_a0_s0")
+    run = os.path.join("digits", "distill", _run_name(*TINY))
     with open(os.path.join(multi, run, "report.json")) as f:
         report = json.load(f)
     assert report["config"]["replicas"] == 2

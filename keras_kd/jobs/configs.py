@@ -14,6 +14,8 @@ Example:
 """
 
 import dataclasses
+import hashlib
+import json
 
 from keras_kd import config as config_lib
 from keras_kd import data as data_lib
@@ -250,7 +252,9 @@ class DistillConfig(Config):
         )
 
     def run_name(self):
-        """The default run folder's name, from the main settings."""
+        """The default run folder's name: the main settings, readable, then a
+        short hash of every setting that shapes the run (`config_hash`), so
+        runs that differ in any such setting never share a folder."""
         name = (
             f"{self.student.arch}_from_{self.teacher.members}x{self.teacher.arch}"
             f"_T{self.distillation.temperature:g}_a{self.distillation.alpha:g}"
@@ -262,7 +266,7 @@ class DistillConfig(Config):
             name += f"_views{self.cache.cached_views}"
         if self.student.initialization().interpolation is not None:
             name += f"_init{self.student.init.replace(':', '')}-{self.student.init_from}"
-        return name
+        return f"{name}_{config_hash(self)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,6 +327,18 @@ class GANConfig(Config):
 # Settings that change where a job writes or how it runs, not what it computes.
 _RUNTIME_ONLY = ("data_dir", "teachers_dir", "cache_dir", "output_dir", "saved_models_dir",
                  "strategy", "cpu_replicas", "jit_compile", "backup_dir")
+
+
+def config_hash(config, length=6):
+    """A short digest of every setting of `config` but where it writes and how it runs.
+
+    >>> config_hash(DistillConfig()) == config_hash(DistillConfig(output=Output("elsewhere")))
+    True
+    """
+    settings = {name: value for name, value in config_lib.flat(config).items()
+                if name not in _RUNTIME_ONLY}
+    encoded = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:length]
 
 
 def training_fingerprint(config, data_digest):
