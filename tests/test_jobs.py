@@ -120,3 +120,26 @@ def test_a_damaged_generator_is_refused_with_the_command_that_fixes_it(tmp_path)
             "`python -m launch.train_gan --dataset=digits`")):
         jobs.distill.run(config, verbose=0)
     assert not os.path.exists(tmp_path / "saved")
+
+
+def test_a_generator_changed_since_its_record_or_of_other_data_is_refused(tmp_path):
+    import json
+
+    import keras
+
+    generator = keras.Sequential([keras.Input((4,)), keras.layers.Dense(64),
+                                  keras.layers.Reshape((8, 8, 1))])
+    path = tmp_path / "generator.keras"
+    generator.save(path)
+    config = config_lib.build(jobs.DistillConfig, {
+        "saved_models_dir": str(tmp_path / "saved"), "policy": "gan", "generator": str(path),
+        "teacher_arch": "mlp", "student_arch": "mlp"})
+    record = {"sha256": "0" * 64, "dataset": "digits", "data_digest": "d"}
+    (tmp_path / "generator.json").write_text(json.dumps(record))
+    with pytest.raises(jobs.ConfigError, match="it is damaged. Delete both and train it again"):
+        jobs.distill.run(config, verbose=0)
+    record["sha256"] = keras_kd.export.file_digest(str(path))
+    (tmp_path / "generator.json").write_text(json.dumps(record))
+    with pytest.raises(jobs.ConfigError, match="was trained on other data than dataset 'digits'"):
+        jobs.distill.run(config, verbose=0)
+    assert not os.path.exists(tmp_path / "saved")

@@ -173,7 +173,7 @@ def test_train_gan_then_distill_on_its_samples(tmp_path):
                   "--num_samples=64", "--verbose=0", f"--saved_models_dir={saved}")
     gan_dir = os.path.join(saved, "digits", "gan")
     assert sorted(os.listdir(gan_dir)) == [
-        "discriminator.keras", "generator.keras", "metrics.json", "samples.png"]
+        "discriminator.keras", "generator.json", "generator.keras", "metrics.json", "samples.png"]
     with open(os.path.join(gan_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["teacher_frechet_distance"] >= 0 and metrics["noise_frechet_distance"] > 0

@@ -5,6 +5,7 @@ from a notebook or a sweep to get the same run and the same files.
 """
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -83,7 +84,7 @@ def run(config, verbose="auto"):
     """
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
-    policy, synthetic = _policy_and_source(config, data.info)
+    policy, synthetic = _policy_and_source(config, data)
     job.open(
         output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
     )
@@ -228,8 +229,30 @@ def _initialize_student(student, config, data, teacher):
     )
 
 
-def _policy_and_source(config, info):
+def _check_generator_record(path, data):
+    """Refuses a generator that changed since the GAN job wrote it, or that was
+    trained on other data (when the job's record, `generator.json`, is there)."""
+    record_path = os.path.splitext(path)[0] + ".json"
+    if not os.path.isfile(record_path):
+        return  # a generator of the user's own
+    with open(record_path) as f:
+        record = json.load(f)
+    fix = f"train it again: `python -m launch.train_gan --dataset={data.info.name}`"
+    if export.file_digest(path) != record.get("sha256"):
+        raise ConfigError(
+            f"The generator at {path!r} differs from the file its record {record_path!r} "
+            f"describes: it is damaged. Delete both and {fix}."
+        )
+    if record.get("data_digest") != teachers_lib.data_digest(data):
+        raise ConfigError(
+            f"The generator at {path!r} was trained on other data than dataset "
+            f"{data.info.name!r} holds now; {fix}."
+        )
+
+
+def _policy_and_source(config, data):
     """The run's policy, checked against the data, and its synthetic source."""
+    info = data.info
     policy = config.distillation_set.resolve(info.name)
     try:
         policy.validate(info.input_shape)
@@ -245,6 +268,7 @@ def _policy_and_source(config, info):
             f"--dataset={info.name}`, or pass the path of a Keras generator "
             "(generator=... / --generator)."
         )
+    _check_generator_record(path, data)
     try:
         generator = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds on a damaged file

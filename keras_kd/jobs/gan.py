@@ -90,6 +90,12 @@ def run(config, verbose="auto"):
         ).history
         generator_path = export.save_keras(gan.generator, job.write_path("generator.keras"))
         export.save_keras(gan.discriminator, job.write_path("discriminator.keras"))
+        # What the distill job checks before sampling it: whole, and of this data.
+        export.write_json(
+            {"sha256": export.file_digest(generator_path), "dataset": data.info.name,
+             "data_digest": teachers_lib.data_digest(data)},
+            job.write_path("generator.json"),
+        )
 
     teachers_dir = teachers_lib.teachers_dir(config, data.info.slug)
     with job.timed("teachers_s"):

@@ -132,7 +132,7 @@ def _members(spec, data, key, settings, paths, finished, write_folder, verbose, 
         path = os.path.join(write_folder, os.path.basename(path))
         export.save_keras(model, path)
         record = {"settings": settings, "member": k, "test_accuracy": test_accuracy,
-                  "sha256": _file_digest(path)}
+                  "sha256": export.file_digest(path)}
         export.write_json(record, _record_path(path))
         if member_backup is not None:
             callbacks_lib.remove_backups(member_backup)
@@ -179,21 +179,13 @@ def _damage(path):
         expected = record.get("sha256")
         if expected is None:
             problem = None if zipfile.is_zipfile(path) else f"{path!r} is not a .keras archive"
-        elif _file_digest(path) != expected:
+        elif export.file_digest(path) != expected:
             problem = f"{path!r} differs from the file its record describes (damaged)"
         else:
             problem = None
     if problem is not None:
         logging.warning("Teacher member %s cannot be reused: %s; retraining it.", path, problem)
     return problem
-
-
-def _file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _record_path(member_path):
