@@ -1,5 +1,7 @@
 """`Distiller`: a `keras.Model` that trains a student to match a teacher."""
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -127,6 +129,34 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         if self.built:
             # Built now, a Distiller saved before `fit` restores its optimizer.
             self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, after a look at the first batch: models whose
+        outputs look like probabilities, not logits, get a warning."""
+        self._warn_on_probabilities(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def _warn_on_probabilities(self, x):
+        if isinstance(x, tf.data.Dataset):
+            sample = next(iter(x.take(1)), None)
+        elif x is not None and hasattr(x, "shape"):
+            sample = x[:32]
+        else:
+            return  # a generator or a PyDataset: not worth a pass of its own
+        if sample is None:
+            return
+        batch = batch_lib.unpack(sample)
+        outputs = {"student": self.student(batch.x, training=False)}
+        if batch.teacher_logits is None:
+            outputs["teacher"] = self.teacher(batch.x, training=False)
+        for role, values in outputs.items():
+            if _look_like_probabilities(values):
+                warnings.warn(
+                    f"The {role}'s outputs on the first batch are all in [0, 1] and sum to "
+                    "1 per example: they look like probabilities. The Distiller expects "
+                    "logits; remove the final softmax.",
+                    stacklevel=3,
+                )
 
     def compile_from_config(self, config):
         """Recompiles a loaded Distiller (Keras skips overridden `compile`s)."""
@@ -266,6 +296,15 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         for key in ("student", "teacher"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _look_like_probabilities(outputs):
+    values = tf.cast(outputs, "float32")
+    sums = tf.reduce_sum(values, axis=-1)
+    return bool(
+        tf.reduce_all(values >= 0.0) and tf.reduce_all(values <= 1.0)
+        and tf.reduce_all(tf.abs(sums - 1.0) < 1e-3)
+    )
 
 
 def _label_checks(batch, num_classes):

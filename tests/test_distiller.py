@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -382,3 +383,28 @@ def test_models_that_cannot_be_distilled_are_refused_at_construction():
             keras_kd.Distiller(keras.Model(inputs, outputs), teacher)
         with pytest.raises(ValueError, match="The teacher .* ends in a softmax"):
             keras_kd.Distiller(teacher, keras_kd.Ensemble([keras.Model(inputs, outputs)]))
+
+
+def test_outputs_that_look_like_probabilities_get_a_warning(rng):
+    x, y = _data(rng, n=16)
+
+    class Probabilities(keras.Model):  # no layer to inspect, as a loaded SavedModel
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def call(self, inputs, training=False):
+            return tf.nn.softmax(self.model(inputs, training=training))
+
+    distiller = keras_kd.Distiller(_dense_model(2), Probabilities(_dense_model(1)))
+    distiller.compile(optimizer="sgd")
+    with pytest.warns(UserWarning, match="The teacher's outputs on the first batch .* look like "
+                                         "probabilities"):
+        distiller.fit(x, y, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_kd.Distiller(_dense_model(2), _dense_model(1)).compile(optimizer="sgd")
+        plain = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+        plain.compile(optimizer="sgd")
+        plain.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0,
+                  shuffle=False)
