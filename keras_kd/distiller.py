@@ -131,8 +131,10 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, after a look at the first batch: models whose
-        outputs look like probabilities, not logits, get a warning."""
+        """`keras.Model.fit`, after a look at the first batch: a student whose
+        outputs (or teacher logits carried by the batch) look like
+        probabilities, not logits, gets a warning. The teacher is not called
+        for it: a teacher runs only inside the Distiller's steps."""
         self._warn_on_probabilities(x)
         return super().fit(x, y, *args, **kwargs)
 
@@ -146,13 +148,13 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         if sample is None:
             return
         batch = batch_lib.unpack(sample)
-        outputs = {"student": self.student(batch.x, training=False)}
-        if batch.teacher_logits is None:
-            outputs["teacher"] = self.teacher(batch.x, training=False)
+        outputs = {"student's outputs": self.student(batch.x, training=False)}
+        if batch.teacher_logits is not None:
+            outputs["batch's teacher_logits"] = batch.teacher_logits
         for role, values in outputs.items():
             if _look_like_probabilities(values):
                 warnings.warn(
-                    f"The {role}'s outputs on the first batch are all in [0, 1] and sum to "
+                    f"The {role} on the first batch are all in [0, 1] and sum to "
                     "1 per example: they look like probabilities. The Distiller expects "
                     "logits; remove the final softmax.",
                     stacklevel=3,

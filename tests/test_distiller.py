@@ -396,11 +396,17 @@ def test_outputs_that_look_like_probabilities_get_a_warning(rng):
         def call(self, inputs, training=False):
             return tf.nn.softmax(self.model(inputs, training=training))
 
-    distiller = keras_kd.Distiller(_dense_model(2), Probabilities(_dense_model(1)))
+    distiller = keras_kd.Distiller(Probabilities(_dense_model(2)), _dense_model(1))
     distiller.compile(optimizer="sgd")
-    with pytest.warns(UserWarning, match="The teacher's outputs on the first batch .* look like "
+    with pytest.warns(UserWarning, match="The student's outputs on the first batch .* look like "
                                          "probabilities"):
         distiller.fit(x, y, epochs=1, verbose=0)
+    probabilities = tf.nn.softmax(_dense_model(1)(x))
+    cached = tf.data.Dataset.from_tensor_slices((x, y, probabilities)).batch(8)
+    plain = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    plain.compile(optimizer="sgd")
+    with pytest.warns(UserWarning, match="The batch's teacher_logits on the first batch"):
+        plain.fit(cached, epochs=1, verbose=0, shuffle=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         keras_kd.Distiller(_dense_model(2), _dense_model(1)).compile(optimizer="sgd")
