@@ -153,3 +153,11 @@ def test_shuffled_batches_shuffle_large_sets_in_blocks_of_whole_batches(
     assert not np.array_equal(np.concatenate(first), np.concatenate(second))
     again = [b.numpy() for b in epoch(epochs.epoch_seed(0, 0))]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_a_datasets_digest_follows_its_content_and_is_computed_once(tmp_path):
+    data = keras_kd.data.load(_write_npz(tmp_path / "a.npz"))
+    assert data.digest == data.digest == keras_kd.data.load(_write_npz(tmp_path / "b.npz")).digest
+    assert "digest" in vars(data)  # kept: later fingerprints do not reread the data
+    other = np.zeros((12, 6, 6), np.uint8)
+    assert keras_kd.data.load(_write_npz(tmp_path / "c.npz", x_train=other)).digest != data.digest

@@ -6,6 +6,8 @@ Every dataset comes back as unbatched `tf.data` splits of `(x, y)` pairs,
 """
 
 import dataclasses
+import functools
+import hashlib
 import os
 import re
 
@@ -13,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_kd.data import epochs as epochs_lib
+from keras_kd.data import fingerprint
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -71,6 +74,15 @@ class Splits:
     train: tf.data.Dataset
     test: tf.data.Dataset
     info: DatasetInfo
+
+    @functools.cached_property
+    def digest(self):
+        """A digest of the content of both splits, in order: what fingerprints of
+        trained artifacts record (computed once per `Splits`)."""
+        both = fingerprint.dataset_fingerprint(self.train) + fingerprint.dataset_fingerprint(
+            self.test
+        )
+        return hashlib.sha256(both.encode()).hexdigest()[:16]
 
 
 def load(name, data_dir=None, test_fraction=0.25):

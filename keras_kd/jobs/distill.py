@@ -121,7 +121,7 @@ def run(config, verbose="auto"):
         student_backup = job.backup_dir("student")
         initial_epoch = job.resume_epoch(
             student_backup,
-            configs.training_fingerprint(config, teachers_lib.data_digest(data)),
+            configs.training_fingerprint(config, data.digest),
         )
         # The per-epoch logs live beside the backup, so a resumed run keeps them.
         history_path = os.path.join(student_backup, "history.csv")
@@ -243,7 +243,7 @@ def _check_generator_record(path, data):
             f"The generator at {path!r} differs from the file its record {record_path!r} "
             f"describes: it is damaged. Delete both and {fix}."
         )
-    if record.get("data_digest") != teachers_lib.data_digest(data):
+    if record.get("data_digest") != data.digest:
         raise ConfigError(
             f"The generator at {path!r} was trained on other data than dataset "
             f"{data.info.name!r} holds now; {fix}."

@@ -56,7 +56,7 @@ def run(config, verbose="auto"):
     with job.timed("gan_s"):
         gan_backup = job.backup_dir("gan")
         initial_epoch = job.resume_epoch(
-            gan_backup, configs.training_fingerprint(config, teachers_lib.data_digest(data))
+            gan_backup, configs.training_fingerprint(config, data.digest)
         )
         keras.utils.set_random_seed(training.derived_seed(seed, "gan"))
         with strategy.scope():
@@ -93,7 +93,7 @@ def run(config, verbose="auto"):
         # What the distill job checks before sampling it: whole, and of this data.
         export.write_json(
             {"sha256": export.file_digest(generator_path), "dataset": data.info.name,
-             "data_digest": teachers_lib.data_digest(data)},
+             "data_digest": data.digest},
             job.write_path("generator.json"),
         )
 

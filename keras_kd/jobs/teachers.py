@@ -15,7 +15,6 @@ from keras_kd import data as data_lib
 from keras_kd import distribute
 from keras_kd import export
 from keras_kd import training
-from keras_kd.data import fingerprint
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import outline
 from keras_kd.jobs.lock import FolderLock
@@ -87,7 +86,7 @@ def ensemble_members(
     runtime = runtime or Runtime()
     strategy = runtime.start()
     settings = {"dataset": data.info.name, **dataclasses.asdict(spec),
-                "data_digest": data_digest(data), "keras_kd": __version__}
+                "data_digest": data.digest, "keras_kd": __version__}
     if runtime.precision != "float32":
         settings["precision"] = runtime.precision
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
@@ -154,14 +153,6 @@ def _remove_empty_folders(folder, stop):
                 return
             os.rmdir(parent)
         parent = os.path.dirname(parent)
-
-
-def data_digest(data):
-    """A digest of a dataset's content: its train and test splits, in order."""
-    return hashlib.sha256(
-        (fingerprint.dataset_fingerprint(data.train)
-         + fingerprint.dataset_fingerprint(data.test)).encode()
-    ).hexdigest()[:16]
 
 
 def _damage(path):
