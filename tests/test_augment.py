@@ -45,8 +45,16 @@ def test_bad_policies_are_named(spec, options, message):
 def test_policy_checks_the_input_shape():
     with pytest.raises(ValueError, match=r"\['grayscale'\] need RGB images .* \(8, 8, 1\)"):
         Policy.parse("crop_flip+grayscale").validate((8, 8, 1))
-    with pytest.raises(ValueError, match=r"need images of shape .* \(64,\)"):
-        Policy.parse("mixup").validate((64,))
+    with pytest.raises(ValueError, match=r"stage 'cutmix' applies to signals or images; "
+                                         r"the inputs are features of shape \(64,\)"):
+        Policy.parse("cutmix").validate((64,))
+    with pytest.raises(ValueError, match=r"stage 'rotation' applies to images; the inputs "
+                                         r"are signals of shape \(40, 1\)"):
+        Policy.parse("shift+rotation").validate((40, 1))
+    with pytest.raises(ValueError, match=r"stage 'shift' applies to signals; .* \(8, 8, 1\)"):
+        Policy.parse("shift").validate((8, 8, 1))
+    Policy.parse("mixup+noise").validate((64,))
+    Policy.parse("shift+cutmix+mixup+noise+gan").validate((40, 1))
     Policy.parse("gan").validate((64,))  # synthetic inputs need no image stage
     Policy.parse("grayscale+color_jitter").validate((16, 16, 3))
 

@@ -66,7 +66,7 @@ def test_npz_num_classes_key_sets_the_class_count(tmp_path):
         ({"y_train": np.arange(11) % 3}, ValueError, "x_train has 12 examples but y_train has 11"),
         ({"y_train": -(np.arange(12) % 3)}, ValueError, "labels must be non-negative"),
         ({"num_classes": np.array(2)}, ValueError, r"labels must be in \[0, 2\); found 2"),
-        ({"x_train": np.zeros((12, 2, 2, 2, 1))}, ValueError, "x_train must have rank 2 .* got shape \\(12, 2, 2, 2, 1\\)"),
+        ({"x_train": np.zeros((12, 2, 2, 2, 1))}, ValueError, "x_train must have rank 1 .* got shape \\(12, 2, 2, 2, 1\\)"),
         ({"y_train": np.zeros((12, 3), int)}, ValueError, "vector of class ids; got shape \\(12, 3\\)"),
         ({"y_train": np.zeros(12, "float32")}, ValueError, "integer class ids; got dtype float32"),
         ({"x_test": np.zeros((6, 5, 5), np.uint8)}, ValueError, "train inputs have shape"),

@@ -37,7 +37,7 @@ def test_mlp_takes_feature_vectors():
     [
         ("vgg", (8, 8, 1), 10, "Unknown model 'vgg'"),
         ("resnet9", (8, 8, 1), 10, "depth is 6n \\+ 2"),
-        ("resnet20", (64,), 10, "needs image inputs"),
+        ("resnet20", (64,), 10, "or signals of shape"),
         ("cnn", (8, 8, 1), 1, "num_classes must be an integer >= 2; got 1"),
     ],
 )

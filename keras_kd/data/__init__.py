@@ -5,6 +5,7 @@ from keras_kd.data.datasets import DatasetInfo
 from keras_kd.data.datasets import Splits
 from keras_kd.data.datasets import batched
 from keras_kd.data.datasets import check_name
+from keras_kd.data.datasets import input_kind
 from keras_kd.data.datasets import load
 from keras_kd.data import epochs
 from keras_kd.data.distillation_set import check_cache_request
@@ -33,6 +34,7 @@ __all__ = [
     "default_flip",
     "distillation_set",
     "epochs",
+    "input_kind",
     "load",
     "register_stage",
     "steps_per_epoch",

@@ -1,6 +1,6 @@
 """Batch augmentation stages: vectorized, seeded per batch, reproducible.
 
-A stage maps a batch dict `{"x": images, "y": labels}` and a stateless seed
+A stage maps a batch dict `{"x": inputs, "y": labels}` and a stateless seed
 (an int64 tensor of shape `[2]`) to a new batch dict. Every random draw is a
 function of that seed alone, so a batch's augmentation depends only on the
 run's seed, the epoch and the step, never on `tf.data` thread timing. Stages
@@ -116,8 +116,12 @@ class MixUp:
 
     Each mixed example is `lam * x_i + (1 - lam) * x_j` with a partner `j`
     drawn by a random permutation of the batch and `lam ~ Beta(alpha,
-    alpha)`; its label distribution is mixed with the same `lam`. The mixing
-    is `keras.layers.MixUp`'s; the portion is applied here.
+    alpha)`; its label distribution is mixed with the same `lam`. Inputs of
+    any rank (images, signals, feature vectors) mix alike.
+
+    The draws are `keras.layers.MixUp`'s (a shuffle, then a Beta draw, from
+    one seed), but the mixing is written here: the layer reads a rank-3
+    batch as one image, so it cannot mix a batch of signals.
     """
 
     name = "mixup"
@@ -126,30 +130,33 @@ class MixUp:
     def __init__(self, alpha=1.0, portion=1.0):
         self.alpha = float(alpha)
         self.portion = float(portion)
-        self._layer = layers.MixUp(alpha=self.alpha, dtype="float32")
 
     def __call__(self, batch, seed):
-        images, labels = batch["x"], batch["y"]
-        transformation = self._layer.get_random_transformation(
-            {"images": images, "labels": labels}, training=True, seed=_BatchSeed(seed)
-        )
-        mixed_images = self._layer.transform_images(images, transformation)
-        mixed_labels = self._layer.transform_labels(labels, transformation)
-        return _keep_portion(batch, mixed_images, mixed_labels, self.portion)
+        inputs, labels = batch["x"], batch["y"]
+        batch_size = tf.shape(inputs)[0]
+        draws = _BatchSeed(seed)
+        partner = keras.random.shuffle(tf.range(batch_size, dtype="int64"), seed=draws)
+        lam = keras.random.beta((batch_size,), self.alpha, self.alpha, seed=draws)
+        weight = _per_example(tf.cast(lam, inputs.dtype), inputs)
+        mixed_inputs = weight * inputs + (1.0 - weight) * tf.gather(inputs, partner)
+        lam = tf.cast(lam, labels.dtype)[:, None]
+        mixed_labels = lam * labels + (1.0 - lam) * tf.gather(labels, partner)
+        return _keep_portion(batch, mixed_inputs, mixed_labels, self.portion)
 
 
 class CutMix:
     """CutMix (Yun et al., 2019) on the first `portion` of each batch.
 
-    A box covering a `1 - lam` share of the image (`lam ~ Beta(alpha,
+    A box covering a `1 - lam` share of the input (`lam ~ Beta(alpha,
     alpha)`, box centre uniform, clipped at the border) is pasted from a
-    partner drawn by a random permutation of the batch. The label weight of
-    each source is its exact share of the pixels.
+    partner drawn by a random permutation of the batch: a rectangle of an
+    image, a segment of a signal. The label weight of each source is its
+    exact share of the pasted positions.
 
     Written here because `keras.layers.CutMix` weights the labels by the
     box's continuous area rather than by the pixels it pastes: on 8x8 images
     the two differ by several points, and the hard loss would train on labels
-    that do not describe the input.
+    that do not describe the input. It also handles images only.
     """
 
     name = "cutmix"
@@ -160,24 +167,71 @@ class CutMix:
         self.portion = float(portion)
 
     def __call__(self, batch, seed):
-        images, labels = batch["x"], batch["y"]
-        batch_size = tf.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
+        inputs, labels = batch["x"], batch["y"]
+        batch_size = tf.shape(inputs)[0]
+        sizes = inputs.shape[1:-1]  # (height, width) or (length,)
         lam = keras.random.beta(
             (batch_size,), self.alpha, self.alpha, seed=_BatchSeed(stage_seed(seed, 0))
         )
-        cut = tf.sqrt(1.0 - lam)
+        # A box of a 1 - lam share: each side scaled by (1 - lam)^(1 / axes).
+        cut = tf.sqrt(1.0 - lam) if len(sizes) == 2 else 1.0 - lam
         centres = tf.random.stateless_uniform([batch_size, 2], stage_seed(seed, 1))
-        box_rows = _box_mask(centres[:, 0], cut, height)  # [batch, height]
-        box_columns = _box_mask(centres[:, 1], cut, width)  # [batch, width]
-        box = box_rows[:, :, None] & box_columns[:, None, :]
+        box = _box_mask(centres[:, 0], cut, sizes[0])
+        if len(sizes) == 2:
+            box = box[:, :, None] & _box_mask(centres[:, 1], cut, sizes[1])[:, None, :]
         partner = tf.argsort(
             tf.random.stateless_uniform([batch_size], stage_seed(seed, 2))
         )
-        mixed_images = tf.where(box[..., None], tf.gather(images, partner), images)
-        pasted = tf.reduce_mean(tf.cast(box, tf.float32), axis=[1, 2])[:, None]
+        mixed_inputs = tf.where(box[..., None], tf.gather(inputs, partner), inputs)
+        pasted = tf.reduce_mean(tf.cast(box, tf.float32), axis=list(range(1, box.shape.rank)))
+        pasted = pasted[:, None]
         mixed_labels = (1.0 - pasted) * labels + pasted * tf.gather(labels, partner)
-        return _keep_portion(batch, mixed_images, mixed_labels, self.portion)
+        return _keep_portion(batch, mixed_inputs, mixed_labels, self.portion)
+
+
+class RandomShift:
+    """Shifts each signal along its time axis by up to `padding` samples.
+
+    The signal is zero-padded by `padding` at both ends and cropped back at
+    a random offset per example: the 1-D counterpart of `RandomCrop`.
+    """
+
+    name = "shift"
+    mixes_labels = False
+
+    def __init__(self, padding):
+        self.padding = int(padding)
+
+    def __call__(self, batch, seed):
+        signals = batch["x"]
+        length, pad = signals.shape[1], self.padding
+        padded = tf.pad(signals, [[0, 0], [pad, pad], [0, 0]])
+        offsets = tf.random.stateless_uniform(
+            [tf.shape(signals)[0], 1], seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+        )
+        return {**batch, "x": tf.gather(padded, offsets + tf.range(length)[None, :], axis=1,
+                                        batch_dims=1)}
+
+
+class GaussianNoise:
+    """Adds independent Gaussian noise of standard deviation `stddev` to every input value."""
+
+    name = "noise"
+    mixes_labels = False
+
+    def __init__(self, stddev):
+        self.stddev = float(stddev)
+
+    def __call__(self, batch, seed):
+        inputs = batch["x"]
+        noise = tf.random.stateless_normal(tf.shape(inputs), seed, stddev=self.stddev,
+                                           dtype=inputs.dtype)
+        return {**batch, "x": inputs + noise}
+
+
+def _per_example(values, like):
+    """`[batch]` values reshaped to broadcast over examples of `like`'s rank."""
+    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
 
 
 def _box_mask(centre, cut, size):
@@ -189,12 +243,12 @@ def _box_mask(centre, cut, size):
     return (positions >= start[:, None]) & (positions < end[:, None])
 
 
-def _keep_portion(batch, mixed_images, mixed_labels, portion):
-    images, labels = batch["x"], batch["y"]
-    mixed = _mixed_portion(tf.shape(images)[0], portion)
+def _keep_portion(batch, mixed_inputs, mixed_labels, portion):
+    inputs, labels = batch["x"], batch["y"]
+    mixed = _mixed_portion(tf.shape(inputs)[0], portion)
     return {
         **batch,
-        "x": tf.where(mixed[:, None, None, None], tf.cast(mixed_images, images.dtype), images),
+        "x": tf.where(_per_example(mixed, inputs), tf.cast(mixed_inputs, inputs.dtype), inputs),
         "y": tf.where(mixed[:, None], tf.cast(mixed_labels, labels.dtype), labels),
     }
 

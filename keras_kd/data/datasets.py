@@ -1,8 +1,10 @@
-"""Datasets by name: `digits`, `tfds:<name>` and `npz:<path>`.
+"""Datasets by name: `digits`, `mnist1d[:settings]`, `tfds:<name>` and `npz:<path>`.
 
 Every dataset comes back as unbatched `tf.data` splits of `(x, y)` pairs,
 `x` float32 (images scaled to [0, 1]) and `y` int32 class ids, plus a
-`DatasetInfo` with its class count and input shape.
+`DatasetInfo` with its class count and input shape. The rank of the input
+shape says what an example is (`DatasetInfo.kind`): `(features,)` a feature
+vector, `(length, channels)` a signal, `(height, width, channels)` an image.
 """
 
 import dataclasses
@@ -16,8 +18,21 @@ import tensorflow as tf
 
 from keras_kd.data import epochs as epochs_lib
 from keras_kd.data import fingerprint
+from keras_kd.data import mnist1d
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# What an example is, by the rank of its shape.
+KINDS = {1: "features", 2: "signals", 3: "images"}
+
+
+def input_kind(input_shape):
+    """`"features"`, `"signals"` or `"images"` for a per-example input shape.
+
+    >>> input_kind((40, 1)), input_kind((8, 8, 1))
+    ('signals', 'images')
+    """
+    rank = len(tuple(input_shape))
+    return KINDS.get(rank, f"rank-{rank} inputs")
 
 
 class DatasetError(ValueError):
@@ -36,27 +51,44 @@ def check_name(name):
     >>> check_name("cifar")
     Traceback (most recent call last):
     ...
-    keras_kd.data.datasets.DatasetError: Unknown dataset 'cifar'; expected 'digits', 'tfds:<name>' or 'npz:<path>'.
+    keras_kd.data.datasets.DatasetError: Unknown dataset 'cifar'; expected 'digits', 'mnist1d[:<setting>=<value>,...]', 'tfds:<name>' or 'npz:<path>'.
     """
     if name == "digits":
+        return
+    if mnist1d.is_name(name):
+        try:
+            mnist1d.parse_name(name)
+        except ValueError as error:
+            raise DatasetError(str(error)) from None
         return
     for prefix in ("tfds:", "npz:"):
         if isinstance(name, str) and name.startswith(prefix) and len(name) > len(prefix):
             return
     raise DatasetError(
-        f"Unknown dataset {name!r}; expected 'digits', 'tfds:<name>' or 'npz:<path>'."
+        f"Unknown dataset {name!r}; expected 'digits', 'mnist1d[:<setting>=<value>,...]', "
+        "'tfds:<name>' or 'npz:<path>'."
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset."""
+    """What a model needs to know about a dataset.
+
+    `settings` holds how a generated dataset was made (MNIST-1D's size and
+    noise, say); it is empty for data read as it is.
+    """
 
     name: str
     num_classes: int
     input_shape: tuple
     num_train: int
     num_test: int
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def kind(self):
+        """`"features"`, `"signals"` or `"images"`, by the input's rank."""
+        return input_kind(self.input_shape)
 
     @property
     def slug(self):
@@ -90,11 +122,19 @@ def load(name, data_dir=None, test_fraction=0.25):
 
     Args:
         name: `"digits"` (scikit-learn's bundled 8x8 digits: 1,797 images, a
-            fixed stratified split, no download), `"tfds:<name>"` (a TFDS
+            fixed stratified split, no download), `"mnist1d"` (MNIST-1D
+            signals of shape `(40, 1)`, generated from a seed; settings in the
+            name, e.g. `"mnist1d:num_train=1000"`, see
+            `keras_kd.data.mnist1d`), `"tfds:<name>"` (a TFDS
             image-classification dataset with `train` and `test` splits) or
             `"npz:<path>"` (a `.npz` file with arrays `x_train`, `y_train`,
-            `x_test`, `y_test`, and optionally `num_classes`).
-        data_dir: where TFDS keeps its data (TFDS' default when `None`).
+            `x_test`, `y_test`, and optionally `num_classes` and `kind`:
+            `x` of shape `[n, d]` is read as feature vectors, `[n]` as one
+            feature, `[n, h, w]` and `[n, h, w, c]` as images; with
+            `kind="signals"`, `[n, length]` and `[n, length, channels]` are
+            signals).
+        data_dir: where TFDS keeps its data (TFDS' default when `None`), and
+            generated MNIST-1D (default `~/.keras/datasets/mnist1d`).
         test_fraction: the test share of the `digits` split.
 
     Returns:
@@ -109,6 +149,8 @@ def load(name, data_dir=None, test_fraction=0.25):
     check_name(name)
     if name == "digits":
         return _load_digits(test_fraction)
+    if mnist1d.is_name(name):
+        return _load_mnist1d(name, data_dir)
     if name.startswith("tfds:"):
         return _load_tfds(name, name[5:], data_dir)
     return _load_npz(name, name[4:])
@@ -175,6 +217,14 @@ def _load_digits(test_fraction):
     return _from_arrays("digits", x_train, y_train, x_test, y_test, num_classes=10)
 
 
+def _load_mnist1d(name, data_dir):
+    settings = mnist1d.parse_name(name)
+    cache_dir = os.path.join(data_dir, "mnist1d") if data_dir else mnist1d.default_cache_dir()
+    x_train, y_train, x_test, y_test = mnist1d.generate(settings, cache_dir)
+    return _from_arrays(mnist1d.canonical_name(settings), x_train, y_train, x_test, y_test,
+                        num_classes=10, kind="signals", settings=settings)
+
+
 def _load_npz(name, path):
     if not os.path.isfile(path):
         raise DatasetError(f"Dataset {name!r}: no file at {path!r}.")
@@ -188,6 +238,7 @@ def _load_npz(name, path):
                 )
             x_train, y_train, x_test, y_test = (arrays[key] for key in _NPZ_KEYS)
             num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+            kind = str(arrays["kind"]) if "kind" in arrays else None
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError) as error:
@@ -196,12 +247,17 @@ def _load_npz(name, path):
             f"Dataset {name!r}: {path!r} ({size} bytes) is not a readable NumPy .npz "
             f"archive of arrays {list(_NPZ_KEYS)} ({type(error).__name__}: {error})."
         ) from None
-    return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes)
+    return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes, kind)
 
 
-def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None):
-    x_train, y_train = _validate_split(name, "train", x_train, y_train)
-    x_test, y_test = _validate_split(name, "test", x_test, y_test)
+def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None, kind=None,
+                 settings=None):
+    if kind not in (None, *KINDS.values()):
+        raise DatasetError(
+            f"Dataset {name!r}: kind must be one of {list(KINDS.values())}; got {kind!r}."
+        )
+    x_train, y_train = _validate_split(name, "train", x_train, y_train, kind)
+    x_test, y_test = _validate_split(name, "test", x_test, y_test, kind)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(
             f"Dataset {name!r}: train inputs have shape {x_train.shape[1:]} but "
@@ -214,6 +270,7 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None):
         input_shape=tuple(x_train.shape[1:]),
         num_train=len(x_train),
         num_test=len(x_test),
+        settings=dict(settings or {}),
     )
     return Splits(
         train=tf.data.Dataset.from_tensor_slices((x_train, y_train)),
@@ -244,11 +301,17 @@ def _class_count(name, y_train, y_test, num_classes):
     return largest + 1
 
 
-def _validate_split(name, split, x, y):
-    if x.ndim not in (2, 3, 4):
+def _validate_split(name, split, x, y, kind=None):
+    ranks = {"signals": (2, 3), "features": (1, 2), "images": (3, 4)}.get(kind, (1, 2, 3, 4))
+    if x.ndim not in ranks:
+        expected = {
+            "signals": "rank 2 ([examples, length]) or 3 ([examples, length, channels])",
+            "features": "rank 1 (one feature) or 2 ([examples, features])",
+        }.get(kind, "rank 1 (one feature), 2 (feature vectors), 3 (grayscale images) or "
+                    "4 (images with channels)")
         raise DatasetError(
-            f"Dataset {name!r}: x_{split} must have rank 2 (features), 3 "
-            f"(grayscale images) or 4 (images with channels); got shape {x.shape}."
+            f"Dataset {name!r}: x_{split} must have {expected}"
+            + (f" for kind={kind!r}" if kind else "") + f"; got shape {x.shape}."
         )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -284,8 +347,8 @@ def _validate_split(name, split, x, y):
                 f"Dataset {name!r}: x_{split} holds {bad} NaN or infinite values "
                 f"(the first in example {first}); training on them would diverge."
             )
-    if x.ndim == 3:
-        x = x[..., None]
+    if x.ndim == 1 or (x.ndim == 2 and kind == "signals") or (x.ndim == 3 and kind != "signals"):
+        x = x[..., None]  # one feature; one channel
     if x.dtype == np.uint8:
         x = x.astype("float32") / 255.0
     return x.astype("float32"), y.astype("int32")

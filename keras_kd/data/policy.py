@@ -3,13 +3,16 @@
 A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
 
 - `identity`: the inputs as they are (the only static policy);
-- `crop_flip`: random crop after zero-padding (4 px at 32x32, scaled to the
-  image size) plus a horizontal flip when `flip` is on;
+- `crop_flip` (images): random crop after zero-padding (4 px at 32x32, scaled
+  to the image size) plus a horizontal flip when `flip` is on;
+- `shift` (signals): a random shift along the time axis after zero-padding
+  (4 samples per 32, scaled to the signal's length: 5 at length 40);
+- `noise`: additive Gaussian noise of standard deviation `noise_std`;
 - `mixup`, `cutmix`: mix pairs of examples and their labels (`mixup_alpha`
   is the Beta parameter of both, `mixup_portion` the share of each batch
-  mixed);
-- the augmentation ablation: `rotation`, `hflip`, `vflip`, `perspective`,
-  `grayscale`, `color_jitter`, `blur`;
+  mixed); cutmix pastes a box of an image or a segment of a signal;
+- the augmentation ablation (images): `rotation`, `hflip`, `vflip`,
+  `perspective`, `grayscale`, `color_jitter`, `blur`;
 - `gan`: a `synthetic_fraction` of each batch is drawn from a synthetic source
   (a generator); those examples carry no hard label and are distilled at
   `synthetic_temperature` (the distiller's temperature when `None`).
@@ -17,14 +20,19 @@ A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
 Stages run in the order given; `gan` samples are added after the others,
 unaugmented, since each is a fresh draw already.
 
+Each stage states the kinds of inputs it applies to (`"images"`, `"signals"`,
+`"features"`; see `keras_kd.data.DatasetInfo.kind`); a policy with a stage
+that does not apply to a dataset's inputs is refused before any training.
 Stages live in a registry, `STAGES`; `register_stage` adds one of your own
-(a 1-D signal augmentation, say) that every policy, flag and sweep then knows.
+that every policy, flag and sweep then knows.
 """
 
 import dataclasses
 from typing import Callable
 
 from keras_kd.data import augment
+from keras_kd.data import datasets
+from keras_kd.data.datasets import input_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,22 +46,23 @@ class Stage:
             batches (see `keras_kd.data.augment`) with a `name` and a
             `mixes_labels` attribute.
         mixes_labels: whether it turns labels into distributions.
-        needs_images: whether inputs must be `(height, width, channels)`.
-        needs_rgb: whether inputs must have 3 channels.
+        inputs: the kinds of inputs it applies to, among `INPUT_KINDS`.
+        needs_rgb: whether images must have 3 channels.
     """
 
     name: str
     build: Callable
     mixes_labels: bool = False
-    needs_images: bool = True
+    inputs: tuple = ("images",)
     needs_rgb: bool = False
 
 
 # The stage registry: name -> Stage, in registration order.
 STAGES = {}
+INPUT_KINDS = tuple(datasets.KINDS.values())
 
 
-def register_stage(name, build, *, mixes_labels=False, needs_images=True, needs_rgb=False,
+def register_stage(name, build, *, mixes_labels=False, inputs=("images",), needs_rgb=False,
                    overwrite=False):
     """Registers a distillation-set stage under `name`.
 
@@ -66,7 +75,7 @@ def register_stage(name, build, *, mixes_labels=False, needs_images=True, needs_
     ...         return {**batch, "x": batch["x"] + noise}
     ...     transform.name, transform.mixes_labels = "jitter", False
     ...     return [transform]
-    >>> _ = keras_kd.data.register_stage("jitter", jitter, needs_images=False)
+    >>> _ = keras_kd.data.register_stage("jitter", jitter, inputs=("signals", "features"))
     >>> keras_kd.data.Policy.parse("jitter+mixup").stages
     ('jitter', 'mixup')
     >>> del keras_kd.data.STAGES["jitter"]
@@ -78,7 +87,12 @@ def register_stage(name, build, *, mixes_labels=False, needs_images=True, needs_
         raise ValueError(f"A stage name is an identifier (no '+'); got {name!r}.")
     if name in STAGES and not overwrite:
         raise ValueError(f"A stage {name!r} is registered already; pass overwrite=True.")
-    STAGES[name] = Stage(name, build, mixes_labels, needs_images, needs_rgb)
+    inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    unknown = [kind for kind in inputs if kind not in INPUT_KINDS]
+    if unknown or not inputs:
+        raise ValueError(f"Stage {name!r}: inputs must be kinds among {INPUT_KINDS}; "
+                         f"got {inputs!r}.")
+    STAGES[name] = Stage(name, build, mixes_labels, inputs, needs_rgb)
     return STAGES[name]
 
 
@@ -97,19 +111,23 @@ def _ablation(name):
     return lambda policy, input_shape: [augment.ablation_stage(name, input_shape[-1])]
 
 
-register_stage("identity", _no_transforms, needs_images=False)
+register_stage("identity", _no_transforms, inputs=INPUT_KINDS)
 register_stage("crop_flip", _crop_flip)
+register_stage("shift", lambda policy, input_shape: [
+    augment.RandomShift(policy.shift_padding(input_shape))], inputs="signals")
+register_stage("noise", lambda policy, _: [augment.GaussianNoise(policy.noise_std)],
+               inputs=INPUT_KINDS)
 register_stage("mixup", lambda policy, _: [augment.MixUp(policy.mixup_alpha,
                                                           policy.mixup_portion)],
-               mixes_labels=True)
+               mixes_labels=True, inputs=INPUT_KINDS)
 register_stage("cutmix", lambda policy, _: [augment.CutMix(policy.mixup_alpha,
                                                             policy.mixup_portion)],
-               mixes_labels=True)
+               mixes_labels=True, inputs=("signals", "images"))
 for _name in ("rotation", "hflip", "vflip", "perspective", "grayscale", "color_jitter", "blur"):
     register_stage(_name, _ablation(_name), needs_rgb=_name == "grayscale")
 del _name
 # Synthetic examples are added by `distillation_set`, after the transforms.
-register_stage("gan", _no_transforms, needs_images=False)
+register_stage("gan", _no_transforms, inputs=INPUT_KINDS)
 # Datasets of digits, where a mirror image is another symbol.
 _DIGIT_DATASETS = ("digits", "tfds:mnist", "tfds:emnist", "tfds:svhn_cropped")
 
@@ -139,6 +157,7 @@ class Policy:
             real-data end of a sweep; 1 leaves no real examples).
         synthetic_temperature: distillation temperature of synthetic examples
             (`None`: the distiller's own).
+        noise_std: standard deviation of the `noise` stage.
     """
 
     stages: tuple = ("identity",)
@@ -147,6 +166,7 @@ class Policy:
     mixup_portion: float = 1.0
     synthetic_fraction: float = 0.5
     synthetic_temperature: float | None = None
+    noise_std: float = 0.1
 
     @classmethod
     def parse(cls, spec, **options):
@@ -224,16 +244,20 @@ class Policy:
                 "synthetic_temperature must be > 0 (or None for the distiller's); "
                 f"got {self.synthetic_temperature!r}."
             )
+        if not float(self.noise_std) > 0.0:
+            raise ValueError(f"noise_std must be > 0; got {self.noise_std!r}.")
         if input_shape is not None:
             self._validate_input_shape(tuple(input_shape))
 
     def _validate_input_shape(self, input_shape):
-        image_stages = [stage for stage in self.stages if STAGES[stage].needs_images]
-        if image_stages and len(input_shape) != 3:
-            raise ValueError(
-                f"Policy {self.name!r}: stages {image_stages} need images of shape "
-                f"(height, width, channels); the inputs have shape {input_shape}."
-            )
+        kind = input_kind(input_shape)
+        for stage in self.stages:
+            if kind not in STAGES[stage].inputs:
+                raise ValueError(
+                    f"Policy {self.name!r}: stage {stage!r} applies to "
+                    f"{' or '.join(STAGES[stage].inputs)}; the inputs are {kind} of shape "
+                    f"{input_shape}."
+                )
         rgb_only = [stage for stage in self.stages if STAGES[stage].needs_rgb]
         if rgb_only and input_shape[-1] != 3:
             raise ValueError(
@@ -258,6 +282,11 @@ class Policy:
         """The zero-padding of `crop_flip` for images of this shape."""
         return augment.crop_padding(min(input_shape[0], input_shape[1]))
 
+    @staticmethod
+    def shift_padding(input_shape):
+        """The largest shift of `shift` for signals of this shape."""
+        return augment.crop_padding(input_shape[0])
+
     def describe(self, input_shape=None):
         """The policy as a JSON-ready dict, for reports (settings in use only)."""
         description = {"policy": self.name}
@@ -265,6 +294,10 @@ class Policy:
             description["flip"] = self.flip
             if input_shape is not None:
                 description["crop_padding"] = self.crop_padding(input_shape)
+        if "shift" in self.stages and input_shape is not None:
+            description["shift_padding"] = self.shift_padding(input_shape)
+        if "noise" in self.stages:
+            description["noise_std"] = float(self.noise_std)
         if self.mixes_labels:
             description["mixup_alpha"] = float(self.mixup_alpha)
             description["mixup_portion"] = float(self.mixup_portion)

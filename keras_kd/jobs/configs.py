@@ -35,7 +35,8 @@ class Data(Config):
     """Which dataset a job runs on."""
 
     dataset: str = setting(
-        "digits", "Dataset: 'digits' (bundled, no download), 'tfds:<name>' or 'npz:<path>'."
+        "digits", "Dataset: 'digits' (bundled 8x8 images), 'mnist1d' (generated signals; "
+        "settings in the name: mnist1d:num_train=1000,...), 'tfds:<name>' or 'npz:<path>'."
     )
     data_dir: str | None = setting(None, "TFDS data folder (TFDS' default if unset).")
 
@@ -150,6 +151,7 @@ class DistillationSet(Config):
         None, "Distillation temperature of synthetic examples (default: --temperature).",
         above=0.0,
     )
+    noise_std: float = setting(0.1, "Standard deviation of the noise stage.", above=0.0)
     generator: str | None = setting(
         None, "Keras generator file for the gan stage "
         "(default <saved_models_dir>/<dataset>/gan/generator.keras).",
@@ -170,6 +172,7 @@ class DistillationSet(Config):
             mixup_portion=self.mixup_portion,
             synthetic_fraction=self.synthetic_fraction,
             synthetic_temperature=self.synthetic_temperature,
+            noise_std=self.noise_std,
         )
 
 

@@ -5,7 +5,11 @@
 - `resnet<depth>`: CIFAR-style ResNets, depth = 6n + 2 (`resnet8`, `resnet20`,
   `resnet56`, ...), stages of 16/32/64 filters;
 - `cnn`: a small VGG-style convolutional network;
-- `mlp`: a multilayer perceptron (any input rank).
+- `mlp`: a multilayer perceptron (any input rank);
+- `mnist1d_cnn`, `mnist1d_mlp`: the MNIST-1D paper's CNN (signals) and MLP.
+
+`resnet<depth>` and `cnn` are 2-D on images `(height, width, channels)` and
+1-D on signals `(length, channels)`.
 
 Names live in a registry: `register(name, builder)` adds an architecture of
 your own, which `get`, the job configs and the apps' flags then accept.
@@ -15,6 +19,8 @@ import re
 
 import keras
 
+from keras_kd.models.mnist1d import mnist1d_cnn
+from keras_kd.models.mnist1d import mnist1d_mlp
 from keras_kd.models.resnet import cifar_resnet
 from keras_kd.models.simple import cnn
 from keras_kd.models.simple import mlp
@@ -60,6 +66,8 @@ def unregister(name):
 
 register("cnn", cnn)
 register("mlp", mlp)
+register("mnist1d_cnn", mnist1d_cnn)
+register("mnist1d_mlp", mnist1d_mlp)
 
 
 def names():

@@ -1,19 +1,35 @@
-"""CIFAR-style residual networks (He et al., 2016, section 4.2)."""
+"""CIFAR-style residual networks (He et al., 2016, section 4.2), for images and signals.
+
+The same network is built with 2-D layers for images `(height, width,
+channels)` and with 1-D layers for signals `(length, channels)`.
+"""
 
 import keras
 from keras import layers
 
+# Per input rank: (convolution, pooling, global pooling) layer classes.
+_LAYERS = {
+    2: (layers.Conv1D, layers.MaxPooling1D, layers.GlobalAveragePooling1D),
+    3: (layers.Conv2D, layers.MaxPooling2D, layers.GlobalAveragePooling2D),
+}
 
-def _check_image_shape(input_shape, name):
-    if len(input_shape) != 3:
+
+def spatial_layers(input_shape, name):
+    """`(Conv, MaxPooling, GlobalAveragePooling)` layer classes for the input's rank.
+
+    Raises a ValueError naming `name` and the shape for inputs that are
+    neither signals `(length, channels)` nor images `(height, width, channels)`.
+    """
+    if len(input_shape) not in _LAYERS:
         raise ValueError(
-            f"{name} needs image inputs of shape (height, width, channels); "
-            f"got input_shape={input_shape}."
+            f"{name} needs images of shape (height, width, channels) or signals of "
+            f"shape (length, channels); got input_shape={tuple(input_shape)}."
         )
+    return _LAYERS[len(input_shape)]
 
 
-def _conv_bn(x, filters, strides=1, kernel_size=3, name=None):
-    x = layers.Conv2D(
+def _conv_bn(conv, x, filters, strides=1, kernel_size=3, name=None):
+    x = conv(
         filters,
         kernel_size,
         strides=strides,
@@ -26,12 +42,12 @@ def _conv_bn(x, filters, strides=1, kernel_size=3, name=None):
     return layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
 
 
-def _basic_block(x, filters, strides, name):
+def _basic_block(conv, x, filters, strides, name):
     shortcut = x
-    y = layers.ReLU()(_conv_bn(x, filters, strides, name=f"{name}_1"))
-    y = _conv_bn(y, filters, name=f"{name}_2")
+    y = layers.ReLU()(_conv_bn(conv, x, filters, strides, name=f"{name}_1"))
+    y = _conv_bn(conv, y, filters, name=f"{name}_2")
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, strides, kernel_size=1, name=f"{name}_proj")
+        shortcut = _conv_bn(conv, x, filters, strides, kernel_size=1, name=f"{name}_proj")
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
@@ -39,17 +55,19 @@ def cifar_resnet(depth, input_shape, num_classes, name=None):
     """A ResNet of `depth = 6n + 2` layers: 3 stages of n basic blocks.
 
     Stages have 16, 32 and 64 filters; the 2nd and 3rd start with stride 2.
-    Shortcuts that change shape are 1x1 convolutions (option B).
+    Shortcuts that change shape are 1x1 convolutions (option B). On signals
+    `(length, channels)` every convolution is 1-D (kernel 3, or 1).
     """
     name = name or f"resnet{depth}"
-    _check_image_shape(input_shape, name)
+    conv, _, global_pool = spatial_layers(input_shape, name)
     blocks_per_stage = (depth - 2) // 6
     inputs = keras.Input(input_shape)
-    x = layers.ReLU()(_conv_bn(inputs, 16, name="stem"))
+    x = layers.ReLU()(_conv_bn(conv, inputs, 16, name="stem"))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, filters, strides, name=f"stage{stage + 1}_block{block + 1}")
-    x = layers.GlobalAveragePooling2D()(x)
+            x = _basic_block(conv, x, filters, strides,
+                             name=f"stage{stage + 1}_block{block + 1}")
+    x = global_pool()(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
