@@ -10,12 +10,12 @@ METRIC_NAMES = fidelity_lib.METRIC_NAMES
 
 
 def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
-                     representation=False):
-    """Accuracy, calibration and teacher-student fidelity over one split.
+                     representation=False, control=None):
+    """Accuracy, calibration, NLL and teacher-student fidelity over one split.
 
     Each batch runs the teacher once (not at all when it carries
-    `teacher_logits`) and the student once, features included when
-    `representation` asks for them.
+    `teacher_logits`), the student once, features included when
+    `representation` asks for them, and the control once if there is one.
 
     Args:
         teacher: a model returning logits; not called for batches that carry
@@ -30,14 +30,19 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
         representation: also report `linear_cka`, the linear CKA of the
             models' penultimate features (`keras_kd.models.penultimate`);
             needs functional models.
+        control: a model returning logits, trained independently of the
+            teacher (same architecture and budget as the student, labels
+            only), to report `control_agreement`, `control_predictive_kl`
+            and its accuracy, ECE and NLL: what the student's fidelity is
+            read against.
 
     Returns:
-        A dict of floats keyed by `METRIC_NAMES`. Accuracy and calibration
-        cover labeled examples; they are absent for a split without labels.
+        A dict of floats keyed by `METRIC_NAMES`. Accuracy, calibration and
+        NLL cover labeled examples; they are absent for a split without labels.
     """
     fidelity = fidelity_lib.Fidelity(
         teacher_metrics=True, num_bins=num_bins, representation=representation,
-        distillation=distillation,
+        distillation=distillation, nll=True, control=control is not None,
     )
     if representation:
         teacher_model = models.features_and_logits(teacher)
@@ -45,10 +50,11 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
 
     def update(data):
         batch = batch_lib.unpack(data)
+        control_logits = None if control is None else control(batch.x, training=False)
         if not representation:
             fidelity.update_state(
                 batch, fidelity_lib.teacher_logits(batch, teacher),
-                student(batch.x, training=False),
+                student(batch.x, training=False), control_logits=control_logits,
             )
             return
         teacher_features, logits = teacher_model(batch.x, training=False)
@@ -57,7 +63,7 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
         student_features, student_logits = student_model(batch.x, training=False)
         fidelity.update_state(
             batch, tf.cast(logits, "float32"), student_logits,
-            features=(teacher_features, student_features),
+            features=(teacher_features, student_features), control_logits=control_logits,
         )
 
     # One trace per split: the spec leaves the batch size free, so the last,
@@ -96,7 +102,7 @@ def representation_similarity(teacher, student, dataset):
 
 
 def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
-                    representation=False):
+                    representation=False, control=None):
     """`fidelity_metrics` for each named split.
 
     Args:
@@ -108,19 +114,26 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
             `distillation_loss`.
         representation: also report `linear_cka`, the linear CKA of the
             models' penultimate features; needs functional models.
+        control: an independently trained student, to report its fidelity
+            to the teacher beside the student's (see `fidelity_metrics`).
 
     Returns:
         `{split_name: {metric_name: value}}`.
     """
     return {
         name: fidelity_metrics(teacher, student, dataset, num_bins, distillation,
-                               representation)
+                               representation, control)
         for name, dataset in splits.items()
     }
 
 
-def markdown_table(report):
+def markdown_table(report, columns=None):
     """A Markdown table with a row per split and a column per metric.
+
+    Args:
+        report: `{split: {metric: value}}`, as `fidelity_report` returns.
+        columns: the metrics to show, in order (default: every metric
+            present, in `METRIC_NAMES` order).
 
     Example:
 
@@ -130,13 +143,14 @@ def markdown_table(report):
     | test | 0.9000 |
     """
     columns = [
-        name for name in METRIC_NAMES if any(name in row for row in report.values())
+        name for name in (columns or METRIC_NAMES)
+        if any(name in row for row in report.values())
     ]
     lines = [
         "| split | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
     ]
     for split, row in report.items():
-        cells = [f"{row[name]:.4f}" if name in row else "" for name in columns]
+        cells = [f"{row[name]:.4f}" if row.get(name) is not None else "" for name in columns]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

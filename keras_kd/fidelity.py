@@ -24,11 +24,22 @@ METRIC_NAMES = (
     "predictive_kl",
     "student_ece",
     "teacher_ece",
+    "student_nll",
+    "teacher_nll",
     "linear_cka",
     "distillation_loss",
+    "control_accuracy",
+    "control_agreement",
+    "control_predictive_kl",
+    "control_ece",
+    "control_nll",
 )
 # Results that need labels; a split without any reports none of them.
-LABEL_METRICS = ("teacher_accuracy", "student_accuracy", "student_ece", "teacher_ece")
+LABEL_METRICS = ("teacher_accuracy", "student_accuracy", "student_ece", "teacher_ece",
+                 "student_nll", "teacher_nll", "control_accuracy", "control_ece",
+                 "control_nll")
+# The models measured against labels, and their logits' keyword in `update_state`.
+_ROLES = ("teacher", "student", "control")
 
 
 def teacher_logits(batch, teacher):
@@ -53,8 +64,11 @@ class Fidelity:
     Results are keyed by `METRIC_NAMES`: `agreement` and `predictive_kl`
     (student against teacher, at temperature 1), `student_accuracy` and
     `student_ece` (against labels, over labeled examples), and, as asked,
-    `teacher_accuracy` and `teacher_ece`, `linear_cka` of penultimate
-    features, and `distillation_loss`.
+    `teacher_accuracy` and `teacher_ece`, each model's `*_nll`, `linear_cka`
+    of penultimate features, `distillation_loss`, and the control's
+    metrics: `control_agreement` and `control_predictive_kl` (an
+    independently trained student against the same teacher), its
+    `control_accuracy`, `control_ece` and `control_nll`.
 
     Args:
         teacher_metrics: also measure the teacher against the labels.
@@ -66,6 +80,10 @@ class Fidelity:
             `keras_kd.jobs.Distillation`, or the `Distiller`) to report
             `distillation_loss`, the mean per-example loss a `Distiller`
             with those settings minimizes (a batch's own temperatures win).
+        nll: measure each model's negative log-likelihood of the labels.
+        control: measure a control model too (`update_state(...,
+            control_logits=...)`): an independently trained student, whose
+            agreement with the teacher is what the student's is read against.
 
     Example:
 
@@ -78,26 +96,31 @@ class Fidelity:
     """
 
     def __init__(self, teacher_metrics=False, calibration=True, num_bins=15,
-                 representation=False, distillation=None):
+                 representation=False, distillation=None, nll=False, control=False):
         self.distillation = distillation
-        self._metrics = {}
-        if teacher_metrics:
-            self._metrics["teacher_accuracy"] = _accuracy("teacher_accuracy")
-        self._metrics["student_accuracy"] = _accuracy("student_accuracy")
-        self._metrics["agreement"] = metrics_lib.Agreement(name="agreement")
-        self._metrics["predictive_kl"] = metrics_lib.PredictiveKL(name="predictive_kl")
-        if calibration:
-            self._metrics["student_ece"] = metrics_lib.ExpectedCalibrationError(
-                num_bins, name="student_ece"
-            )
-            if teacher_metrics:
-                self._metrics["teacher_ece"] = metrics_lib.ExpectedCalibrationError(
-                    num_bins, name="teacher_ece"
-                )
+        roles = ["student"] + ["teacher"] * teacher_metrics + ["control"] * control
+        made = {
+            "accuracy": _accuracy,
+            "ece": (lambda name: metrics_lib.ExpectedCalibrationError(num_bins, name=name))
+            if calibration else None,
+            "nll": (lambda name: metrics_lib.NegativeLogLikelihood(name=name)) if nll else None,
+        }
+        metrics = {}
+        for role in roles:
+            for kind, make in made.items():
+                if make is not None:
+                    metrics[f"{role}_{kind}"] = make(f"{role}_{kind}")
+        metrics["agreement"] = metrics_lib.Agreement(name="agreement")
+        metrics["predictive_kl"] = metrics_lib.PredictiveKL(name="predictive_kl")
+        if control:
+            metrics["control_agreement"] = metrics_lib.Agreement(name="control_agreement")
+            metrics["control_predictive_kl"] = metrics_lib.PredictiveKL(
+                name="control_predictive_kl")
         if representation:
-            self._metrics["linear_cka"] = metrics_lib.LinearCKA(name="linear_cka")
+            metrics["linear_cka"] = metrics_lib.LinearCKA(name="linear_cka")
         if distillation is not None:
-            self._metrics["distillation_loss"] = keras.metrics.Mean(name="distillation_loss")
+            metrics["distillation_loss"] = keras.metrics.Mean(name="distillation_loss")
+        self._metrics = {name: metrics[name] for name in METRIC_NAMES if name in metrics}
         self._labeled = keras.metrics.Sum(name="labeled_examples")
 
     @property
@@ -105,7 +128,8 @@ class Fidelity:
         """The Keras metric objects, named by their result keys."""
         return list(self._metrics.values())
 
-    def update_state(self, batch, teacher_logits, student_logits, features=None):
+    def update_state(self, batch, teacher_logits, student_logits, features=None,
+                     control_logits=None):
         """Adds one batch.
 
         Args:
@@ -114,11 +138,18 @@ class Fidelity:
             student_logits: `[batch, classes]`.
             features: `(teacher_features, student_features)`, with
                 `representation=True`.
+            control_logits: `[batch, classes]` of the control, with `control=True`.
         """
         student_logits = tf.cast(student_logits, "float32")
         weight = batch.sample_weight
         self._metrics["agreement"].update_state(teacher_logits, student_logits, weight)
         self._metrics["predictive_kl"].update_state(teacher_logits, student_logits, weight)
+        if "control_agreement" in self._metrics:
+            control_logits = tf.cast(control_logits, "float32")
+            self._metrics["control_agreement"].update_state(
+                teacher_logits, control_logits, weight)
+            self._metrics["control_predictive_kl"].update_state(
+                teacher_logits, control_logits, weight)
         if "linear_cka" in self._metrics:
             self._metrics["linear_cka"].update_state(*features, weight)
         if self.distillation is not None:
@@ -126,8 +157,9 @@ class Fidelity:
         if batch.y is None:
             return
         labeled = batch_lib.labeled_weight(batch)
-        for role, logits in (("teacher", teacher_logits), ("student", student_logits)):
-            for metric in (f"{role}_accuracy", f"{role}_ece"):
+        logits_of = dict(zip(_ROLES, (teacher_logits, student_logits, control_logits)))
+        for role, logits in logits_of.items():
+            for metric in (f"{role}_accuracy", f"{role}_ece", f"{role}_nll"):
                 if metric in self._metrics:
                     self._metrics[metric].update_state(batch.y, logits, labeled)
         self._labeled.update_state(

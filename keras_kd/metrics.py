@@ -7,8 +7,8 @@ Fidelity metrics compare a student with its teacher at temperature 1 and take
   within the student's top k).
 - `PredictiveKL`: mean KL(softmax t || softmax s), in nats.
 
-`ExpectedCalibrationError` is of a model against labels:
-`update_state(labels, logits, sample_weight=None)`.
+`ExpectedCalibrationError` and `NegativeLogLikelihood` are of a model against
+labels: `update_state(labels, logits, sample_weight=None)`.
 
 `LinearCKA` compares representations rather than predictions:
 `update_state(teacher_features, student_features, sample_weight=None)` with
@@ -180,6 +180,29 @@ class ExpectedCalibrationError(keras.metrics.Metric):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "num_bins": self.num_bins}
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class NegativeLogLikelihood(keras.metrics.MeanMetricWrapper):
+    """Mean negative log-likelihood of the labels under a model, in nats.
+
+    `-log softmax(logits)[label]` per example; for label distributions
+    (mixed labels), the cross-entropy `-sum_c p_c log softmax(logits)_c`.
+
+    Example:
+
+    >>> m = NegativeLogLikelihood()
+    >>> m.update_state(np.array([0, 1]), np.array([[0.0, 0.0], [0.0, 0.0]]))
+    >>> round(float(m.result()), 4)  # log 2
+    0.6931
+    """
+
+    def __init__(self, name="nll", dtype=None):
+        super().__init__(losses.hard_label_cross_entropy, name=name, dtype=dtype)
+        self._direction = "down"
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
 
 
 def linear_cka(features_x, features_y):

@@ -12,6 +12,7 @@ from absl import app
 
 from keras_kd import evaluation
 from keras_kd import jobs
+from keras_kd.jobs import report as report_lib
 
 from launch import config_flags
 
@@ -26,7 +27,12 @@ def main(argv):
         jobs.distill.run, config, verbose=config_flags.verbosity()
     )
     print()
-    print(evaluation.markdown_table(report["splits"]))
+    splits = report["splits"]
+    print(evaluation.markdown_table(
+        splits, [name for name in evaluation.METRIC_NAMES if not name.startswith("control")]))
+    if report.get("control"):
+        print("\nthe distilled student beside the control (an independently trained student):")
+        print(evaluation.markdown_table(splits, report_lib.CONTROL_COLUMNS))
     print()
     artifacts = report["artifacts"]
     print(f"student: {artifacts['saved_model']} (SavedModel), {artifacts['keras']}")

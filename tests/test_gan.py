@@ -26,9 +26,19 @@ def test_generator_makes_images_in_the_unit_range(shape):
     assert gan.make_discriminator(shape)(images).shape == (4, 1)
 
 
+def test_generator_makes_unbounded_signals():
+    generator = gan.make_generator((40, 1), latent_dim=8, width=32)
+    signals = generator(np.random.default_rng(0).normal(size=(4, 8)).astype("float32"))
+    assert signals.shape == (4, 40, 1)
+    assert any(type(layer).__name__ == "Conv1DTranspose" for layer in generator.layers)
+    assert gan.make_discriminator((40, 1))(signals).shape == (4, 1)
+
+
 def test_bad_image_shapes_are_named():
-    with pytest.raises(ValueError, match=r"at least 4x4; got \(64,\)"):
+    with pytest.raises(ValueError, match=r"at least 4 long; got \(64,\)"):
         gan.make_generator((64,))
+    with pytest.raises(ValueError, match=r"at least 4 long; got \(2, 1\)"):
+        gan.make_discriminator((2, 1))
     with pytest.raises(ValueError, match="makes images of shape"):
         gan.GAN(gan.make_generator((8, 8, 1)), gan.make_discriminator((8, 8, 3)))
     with pytest.raises(ValueError, match="discriminator_steps must be a positive integer; got 0"):

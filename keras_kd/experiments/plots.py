@@ -71,18 +71,23 @@ def _save(figure, path):
 
 
 def agreement_accuracy(summary, path):
-    """Test agreement, student and teacher test accuracy, per configuration."""
+    """Test agreement (the student's and the control's), student and teacher
+    test accuracy, per configuration."""
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(max(6, 0.9 * len(summary) + 3), 4))
-    _grouped_bars(axis, summary, [
+    series = [
         ("test_agreement", "test agreement"),
+        ("test_control_agreement", "control's test agreement"),
         ("test_student_accuracy", "student test accuracy"),
         ("test_teacher_accuracy", "teacher test accuracy"),
-    ], "fraction")
+    ]
+    series = [(name, title) for name, title in series
+              if any(name in group["metrics"] for group in summary)]
+    _grouped_bars(axis, summary, series, "fraction")
     low = min(
         group["metrics"][name][0] - group["metrics"][name][1]
         for group in summary
-        for name in ("test_agreement", "test_student_accuracy", "test_teacher_accuracy")
+        for name, _ in series
         if name in group["metrics"]
     )
     axis.set_ylim(max(0.0, low - 0.05), 1.0)
@@ -99,9 +104,11 @@ def train_vs_test_fidelity(summary, path):
         (axes[0], "agreement", "top-1 agreement"),
         (axes[1], "predictive_kl", "predictive KL (nats)"),
     ):
-        _grouped_bars(axis, summary, [
-            (f"{split}_{metric}", split) for split in ("train", "test", "distill")
-        ], ylabel)
+        series = [(f"{split}_{metric}", split) for split in ("train", "test", "distill")]
+        series += [(f"{split}_control_{metric}", f"{split} (control)")
+                   for split in ("train", "test")
+                   if any(f"{split}_control_{metric}" in group["metrics"] for group in summary)]
+        _grouped_bars(axis, summary, series, ylabel)
         axis.legend(fontsize=8)
     low = min(
         group["metrics"][name][0] - group["metrics"][name][1]

@@ -13,9 +13,16 @@ from keras_kd import export
 SUMMARY_COLUMNS = (
     ("test_teacher_accuracy", "teacher test acc"),
     ("test_student_accuracy", "student test acc"),
+    ("test_control_accuracy", "control test acc"),
     ("test_agreement", "test agreement"),
+    ("test_control_agreement", "control test agreement"),
     ("test_predictive_kl", "test KL"),
+    ("test_control_predictive_kl", "control test KL"),
+    ("test_teacher_nll", "teacher test NLL"),
+    ("test_student_nll", "student test NLL"),
+    ("test_control_nll", "control test NLL"),
     ("train_agreement", "train agreement"),
+    ("train_control_agreement", "control train agreement"),
     ("train_predictive_kl", "train KL"),
     ("distill_agreement", "distill agreement"),
     ("distill_predictive_kl", "distill KL"),
@@ -68,7 +75,9 @@ def headline(row):
         for name, title in (
             ("test_student_accuracy", "student test acc"),
             ("test_agreement", "test agreement"),
+            ("test_control_agreement", "control"),
             ("test_predictive_kl", "test KL"),
+            ("test_control_predictive_kl", "control"),
         )
         if name in metrics
     ]

@@ -21,6 +21,7 @@ from keras_kd import config as config_lib
 from keras_kd import data as data_lib
 from keras_kd import initialization
 from keras_kd import models
+from keras_kd import training as training_lib
 from keras_kd.config import Config
 from keras_kd.config import group
 from keras_kd.config import setting
@@ -115,6 +116,28 @@ class Student(Config):
     def initialization(self):
         """The validated `keras_kd.initialization.StudentInit`."""
         return initialization.StudentInit.parse(self.init, self.init_from)
+
+
+@dataclasses.dataclass(frozen=True)
+class Control(Config):
+    """The control: an independently trained student (the paper's section 3.2).
+
+    It has the student's architecture and training budget (epochs, batch,
+    optimizer, learning rate) and is trained on the hard labels alone from a
+    seed of its own; its agreement with the teacher is what the distilled
+    student's is read against. Trained once per dataset, architecture, seed
+    and budget, and reused like teacher members.
+    """
+
+    enabled: bool = setting(
+        True, "Train (or reuse) an independent student of the student's architecture and "
+        "budget, and report its agreement and KL with the teacher beside the student's.",
+        flag="control",
+    )
+    directory: str | None = setting(
+        None, "Folder of independent students to reuse or fill "
+        "(default <saved_models_dir>/<dataset>/controls).", flag="controls_dir",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +243,7 @@ class DistillConfig(Config):
     data: Data = group(Data)
     teacher: Teacher = group(Teacher)
     student: Student = group(Student)
+    control: Control = group(Control)
     training: Training = group(Training)
     distillation: Distillation = group(Distillation)
     distillation_set: DistillationSet = group(DistillationSet)
@@ -252,6 +276,13 @@ class DistillConfig(Config):
         return dataclasses.replace(
             self.teacher_spec(), arch=self.student.arch, epochs=self.student.epochs,
             optimizer=self.training.optimizer, lr=self.training.lr,
+        )
+
+    def control_spec(self):
+        """How the control is trained: the student's settings, labels only, from
+        a seed derived from `training.seed` for it alone."""
+        return dataclasses.replace(
+            self.student_spec(), seed=training_lib.derived_seed(self.training.seed, "control")
         )
 
     def run_name(self):
@@ -328,7 +359,8 @@ class GANConfig(Config):
 
 
 # Settings that change where a job writes or how it runs, not what it computes.
-_RUNTIME_ONLY = ("data_dir", "teachers_dir", "cache_dir", "output_dir", "saved_models_dir",
+_RUNTIME_ONLY = ("data_dir", "teachers_dir", "controls_dir", "cache_dir", "output_dir",
+                 "saved_models_dir",
                  "strategy", "cpu_replicas", "jit_compile", "backup_dir")
 
 

@@ -22,6 +22,7 @@ from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import configs
+from keras_kd.jobs import control as control_lib
 from keras_kd.jobs import outline
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
@@ -53,14 +54,19 @@ def run(config, verbose="auto"):
     """Runs the distill job and writes its files; returns the report.
 
     Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
-    "teacher_members", "artifacts", "timing", "resumed_at_epoch",
+    "teacher_members", "control", "artifacts", "timing", "resumed_at_epoch",
     "history", "student_start"}`: `config` holds every setting under its
-    flag name; `history` the per-epoch logs, fidelity on the train and test
+    flag name; `dataset` the dataset's sizes and generation settings;
+    `splits` the metrics of each split (accuracy, ECE and NLL of teacher,
+    student and control; agreement and predictive KL of the student and of
+    the control with the teacher; ...); `control` the independent student's
+    record; `history` the per-epoch logs, fidelity on the train and test
     splits included; `student_start` the test fidelity of an interpolated
     student before training), `<output_dir>/report.md`, and the student as
     `<output_dir>/saved_model` and `<output_dir>/student.keras`. Teachers are
-    reused from (or saved to) the teachers folder. Fidelity is reported on
-    the `train` split (as it is, un-augmented), the `test` split, and
+    reused from (or saved to) the teachers folder, the control (unless
+    `control.enabled` is off) from the controls folder. Fidelity is reported
+    on the `train` split (as it is, un-augmented), the `test` split, and
     `distill`: a sample of the distillation set (its first epoch's first
     batches), as many batches as the test split has.
 
@@ -85,9 +91,10 @@ def run(config, verbose="auto"):
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
     policy, synthetic = _policy_and_source(config, data)
-    job.open(
-        output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
-    )
+    folders = [teachers_lib.teachers_dir(config, data.info.slug)]
+    if config.control.enabled:
+        folders.append(control_lib.controls_dir(config, data.info.slug))
+    job.open(output_dir(config, data.info.slug), *folders)
     strategy = job.strategy
     batch_size = config.training.batch_size
 
@@ -99,6 +106,12 @@ def run(config, verbose="auto"):
         )
         with strategy.scope():
             teacher = Ensemble([member["path"] for member in members])
+
+    control, control_record = None, None
+    if config.control.enabled:
+        with job.timed("control_s"):
+            control, control_record = control_lib.independent_student(
+                config, data, strategy, verbose, os.path.join(job.backup_root, "control"))
 
     with job.timed("distillation_set_s"):
         distill_set = data_lib.distillation_set(
@@ -173,7 +186,7 @@ def run(config, verbose="auto"):
         }
         split_metrics = evaluation.fidelity_report(
             teacher, student, splits, num_bins=config.ece_bins,
-            distillation=config.distillation, representation=True,
+            distillation=config.distillation, representation=True, control=control,
         )
 
     with job.timed("export_s"):
@@ -186,6 +199,7 @@ def run(config, verbose="auto"):
             "flip": policy.flip,
             "output_dir": job.output_dir,
             "teachers_dir": teachers_lib.teachers_dir(config, data.info.slug),
+            "controls_dir": control_lib.controls_dir(config, data.info.slug),
             "policy_settings": policy.describe(data.info.input_shape),
             "synthetic_source": synthetic.description if synthetic else None,
             "replicas": strategy.num_replicas_in_sync,
@@ -194,6 +208,7 @@ def run(config, verbose="auto"):
         "dataset": dataclasses.asdict(data.info),
         "splits": split_metrics,
         "teacher_members": members,
+        "control": control_record,
         "artifacts": artifacts,
         "timing": job.timing,
         "resumed_at_epoch": initial_epoch,

@@ -22,8 +22,15 @@ def models_of_run(run_dir):
         report["config"]["dataset"]
 
 
+def control_of_run(run_dir):
+    """The control (independent student) a distill run reported, or `None`."""
+    with open(os.path.join(run_dir, "report.json")) as f:
+        control = json.load(f).get("control")
+    return control["path"] if control else None
+
+
 def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
-             data_dir=None):
+             data_dir=None, control_path=None):
     """Fidelity of a saved student against its saved teacher members, split by split.
 
     Args:
@@ -32,7 +39,10 @@ def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
         dataset: the dataset's name (see `keras_kd.data.load`).
         splits: among `"train"` and `"test"`.
         batch_size: examples per evaluated batch.
-        data_dir: TFDS data folder.
+        data_dir: TFDS data folder (and generated MNIST-1D's).
+        control_path: an independently trained student (`.keras` or
+            SavedModel), to report its agreement, KL, accuracy and NLL
+            beside the student's.
 
     Returns:
         `{split: {metric: value}}`, with `linear_cka` when every model is a
@@ -41,7 +51,7 @@ def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
     Raises:
         ValueError: a missing model or an unknown split, before any loading.
     """
-    for path in [student_path, *teacher_paths]:
+    for path in [student_path, *teacher_paths, *([control_path] if control_path else [])]:
         if not os.path.exists(path):
             raise ValueError(f"No model at {path!r}.")
     unknown = sorted(set(splits) - set(SPLITS))
@@ -53,4 +63,6 @@ def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
     teacher = Ensemble(list(teacher_paths))
     batches = {name: data_lib.batched(available[name], batch_size) for name in splits}
     functional = all(str(path).endswith(".keras") for path in [student_path, *teacher_paths])
-    return evaluation.fidelity_report(teacher, student, batches, representation=functional)
+    control = export.load_model(control_path) if control_path else None
+    return evaluation.fidelity_report(teacher, student, batches, representation=functional,
+                                      control=control)

@@ -3,7 +3,8 @@
 Sample quality is rated with the distillation teacher (trained, or reused from
 `teachers_dir`, exactly as `launch.distill` would): the Fréchet distance
 between its penultimate-layer features of real training images and of
-generated ones, the same distance for uniform-noise images as a reference,
+generated ones, the same distance for noise as a reference (uniform images;
+Gaussian signals of the data's mean and spread),
 and the histogram of its predicted classes on the samples.
 """
 
@@ -135,12 +136,12 @@ def rate_samples(samples, teacher, data, seed):
     """How a teacher sees generated samples against real training inputs.
 
     Returns `teacher_frechet_distance` (real vs samples, in the teacher's
-    penultimate feature space), `noise_frechet_distance` (real vs uniform
+    penultimate feature space), `noise_frechet_distance` (real vs
     noise, the reference), the class histograms of samples and real inputs,
     and `classes_covered`.
     """
     real = np.concatenate([x.numpy() for x, _ in data.train.batch(1024)])
-    noise = np.random.default_rng(seed).uniform(size=samples.shape).astype("float32")
+    noise = _noise_like(real, len(samples), seed)
     real_features = quality.penultimate_features(teacher, real)
     histogram = quality.class_histogram(teacher, samples, data.info.num_classes)
     return {
@@ -157,8 +158,19 @@ def rate_samples(samples, teacher, data, seed):
     }
 
 
+def _noise_like(real, count, seed):
+    """The reference noise: uniform in [0, 1] for images (their range), and
+    Gaussian with the real inputs' mean and standard deviation otherwise."""
+    rng = np.random.default_rng(seed)
+    shape = (count, *real.shape[1:])
+    if real.ndim == 4:
+        return rng.uniform(size=shape).astype("float32")
+    return rng.normal(real.mean(), real.std(), size=shape).astype("float32")
+
+
 def _save_grid(samples, teacher, path, rows=8, columns=8):
-    """Writes a grid of samples, each titled with the teacher's predicted class."""
+    """Writes a grid of samples (images, or signals as curves), each titled
+    with the teacher's predicted class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,10 +179,13 @@ def _save_grid(samples, teacher, path, rows=8, columns=8):
     shown = samples[: rows * columns]
     predicted = teacher.predict(shown, verbose=0).argmax(axis=-1)
     figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25))
-    for axis, image, label in zip(axes.flat, shown, predicted):
-        gray = image.shape[-1] == 1
-        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None,
-                    vmin=0.0, vmax=1.0)
+    for axis, example, label in zip(axes.flat, shown, predicted):
+        if example.ndim == 2:  # a signal: one curve per channel
+            axis.plot(example, linewidth=0.8)
+        else:
+            gray = example.shape[-1] == 1
+            axis.imshow(example[..., 0] if gray else example, cmap="gray" if gray else None,
+                        vmin=0.0, vmax=1.0)
         axis.set_title(str(label), fontsize=8)
         axis.axis("off")
     for axis in list(axes.flat)[len(shown):]:

@@ -44,9 +44,20 @@ def read_history(path, epochs):
     return history
 
 
+# The columns of the table that sets the distilled student beside the control.
+CONTROL_COLUMNS = ("agreement", "control_agreement", "predictive_kl", "control_predictive_kl",
+                   "student_accuracy", "control_accuracy", "student_nll", "control_nll")
+
+
 def report_markdown(report):
-    """The report as Markdown: the run, the fidelity table, the files."""
+    """The report as Markdown: the run, the fidelity table, the control, the files."""
     config = report["config"]
+    dataset = report.get("dataset") or {}
+    splits = report["splits"]
+    generated = ""
+    if dataset.get("settings"):
+        generated = " Generated with " + ", ".join(
+            f"{key}={value}" for key, value in dataset["settings"].items()) + "."
     lines = [
         f"# Distillation report: {config['dataset']}",
         "",
@@ -54,18 +65,40 @@ def report_markdown(report):
         f"{config['members']}-member `{config['teacher_arch']}` ensemble "
         f"(alpha={config['alpha']:g}, temperature={config['temperature']:g}, "
         f"{config['epochs']} epochs, seed {config['seed']}), on the "
-        f"`{config['policy']}` distillation set.",
+        f"`{config['policy']}` distillation set. The dataset has "
+        f"{dataset.get('num_train', '?')} training and {dataset.get('num_test', '?')} test "
+        f"examples of shape {tuple(dataset.get('input_shape', ()))}.{generated}",
         "",
-        evaluation.markdown_table(report["splits"]),
+        evaluation.markdown_table(
+            splits, [name for name in evaluation.METRIC_NAMES if not name.startswith("control")]),
         "",
         "Agreement and predictive KL (nats) compare the student with the teacher "
-        "at temperature 1; ECE is each model's calibration against labels. "
+        f"at temperature 1; ECE is each model's calibration against labels "
+        f"({config.get('ece_bins', 15)} equal-width confidence bins) and NLL its mean "
+        "negative log-likelihood of the labels (nats). "
         "`train` is the training split as it is; `distill` is a sample of the "
-        "distillation set the student was fit on (accuracy and ECE over its "
+        "distillation set the student was fit on (accuracy, ECE and NLL over its "
         "labeled examples, against mixed labels where the policy mixes). "
         "linear_cka is the linear CKA of the teacher's and the student's "
         "penultimate features; distillation_loss is the loss the student "
         "minimized (at the run's alpha and temperature).",
+    ]
+    control = report.get("control")
+    if control:
+        lines += [
+            "",
+            "## Distilled student and control",
+            "",
+            evaluation.markdown_table(splits, CONTROL_COLUMNS),
+            "",
+            f"The control is a `{config['student_arch']}` trained on the labels alone with "
+            f"the student's budget, from seed {control['seed']} "
+            f"({'reused' if control['reused'] else 'trained in this run'}: "
+            f"`{control['path']}`). Two models of similar accuracy agree on many "
+            "examples whatever they learned: the student's agreement above the "
+            "control's is what distillation bought.",
+        ]
+    lines += [
         "",
         f"Student: `{report['artifacts']['saved_model']}` (SavedModel), "
         f"`{report['artifacts']['keras']}` (Keras).",
