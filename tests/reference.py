@@ -37,3 +37,14 @@ def ece(labels, logits, num_bins, weights=None):
             mean_confidence = (weights[in_bin] * confidence[in_bin]).sum() / w
             total += w * abs(accuracy - mean_confidence)
     return total / weights.sum()
+
+
+def nll(labels, logits, weights=None):
+    """Mean negative log-likelihood of labels (ids or distributions), in nats."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == np.shape(logits)[1]:
+        per_example = -(labels * log_softmax(np.asarray(logits, np.float64))).sum(axis=-1)
+    else:
+        per_example = cross_entropy(labels.reshape(-1), logits)
+    weights = np.ones(len(per_example)) if weights is None else np.asarray(weights, np.float64)
+    return float((weights * per_example).sum() / weights.sum())

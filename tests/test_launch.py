@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 # Each test starts an app in a fresh process (TensorFlow import, real training).
@@ -22,6 +23,8 @@ def _run_name(*flags):
     settings = {}
     for flag in flags:
         name, _, text = flag[2:].partition("=")
+        if name.startswith("no") and name[2:] in names and not text:
+            name, text = name[2:], "false"
         if name in names:
             settings[name] = config_lib.parse_value(jobs.DistillConfig, name, text or "true")
     return config_lib.build(jobs.DistillConfig, settings).run_name()
@@ -47,7 +50,9 @@ def test_distill_end_to_end_writes_the_report_and_reuses_teachers(tmp_path):
         row = report["splits"][split]
         assert set(row) == {"teacher_accuracy", "student_accuracy", "agreement",
                             "predictive_kl", "student_ece", "teacher_ece", "linear_cka",
-                            "distillation_loss"}
+                            "distillation_loss", "student_nll", "teacher_nll",
+                            "control_accuracy", "control_agreement", "control_predictive_kl",
+                            "control_ece", "control_nll"}
         assert 0.0 <= row["agreement"] <= 1.0 and row["predictive_kl"] >= 0.0
         assert 0.5 < row["teacher_accuracy"] <= 1.0  # one epoch of an MLP on digits learns
     assert os.path.isfile(os.path.join(report["artifacts"]["saved_model"], "saved_model.pb"))
@@ -82,6 +87,75 @@ def test_distill_with_a_policy_reports_the_distillation_set(tmp_path):
     distill = report["splits"]["distill"]
     assert 0.0 <= distill["agreement"] <= 1.0 and distill["predictive_kl"] >= 0.0
     assert "teacher_cache" not in os.listdir(os.path.join(saved, "digits"))  # stochastic: no cache
+
+
+MNIST1D = ["--dataset=mnist1d:num_train=300,num_test=100", "--teacher_arch=mnist1d_cnn",
+           "--student_arch=mnist1d_cnn", "--members=2", "--teacher_epochs=1", "--epochs=1",
+           "--batch_size=100", "--verbose=0"]
+
+
+def test_distill_on_mnist1d_with_a_signal_policy_reports_the_control(tmp_path):
+    saved, data = str(tmp_path / "saved"), f"--data_dir={tmp_path / 'data'}"
+    flags = [*MNIST1D, "--policy=shift+mixup+noise", data, f"--saved_models_dir={saved}"]
+    result = _run("distill", *flags)
+    run_dir = os.path.join(saved, "mnist1d_num_train_300_num_test_100", "distill",
+                           _run_name(*flags))
+    with open(os.path.join(run_dir, "report.json")) as f:
+        report = json.load(f)
+    assert report["dataset"]["input_shape"] == [40, 1]
+    assert report["dataset"]["settings"]["num_train"] == 300
+    assert report["config"]["policy_settings"] == {
+        "policy": "shift+mixup+noise", "shift_padding": 5, "noise_std": 0.1,
+        "mixup_alpha": 1.0, "mixup_portion": 1.0}
+    for split in ("train", "test", "distill"):
+        row = report["splits"][split]
+        for name in ("control_agreement", "control_predictive_kl", "student_nll",
+                     "teacher_nll", "control_nll"):
+            assert np.isfinite(row[name]), (split, name)
+    assert not report["control"]["reused"] and "controls" in report["control"]["path"]
+    assert "control_agreement" in result.stdout
+    assert "## Distilled student and control" in open(report["artifacts"]["report_md"]).read()
+
+    # Another distillation of the same student reuses the control; --nocontrol skips it.
+    _run("distill", *MNIST1D, "--temperature=2", data, f"--saved_models_dir={saved}")
+    off = [*MNIST1D, "--nocontrol", data, f"--saved_models_dir={saved}"]
+    _run("distill", *off)
+    with open(os.path.join(saved, "mnist1d_num_train_300_num_test_100", "distill",
+                           _run_name(*off), "report.json")) as f:
+        report = json.load(f)
+    assert report["control"] is None and "control_agreement" not in report["splits"]["test"]
+    (control,) = os.listdir(os.path.join(saved, "mnist1d_num_train_300_num_test_100", "controls"))
+    assert control.startswith("mnist1d_cnn-")
+
+
+def test_image_stages_on_mnist1d_are_refused_before_training(tmp_path):
+    saved = tmp_path / "saved"
+    result = _run("distill", *MNIST1D, "--policy=shift+rotation", f"--data_dir={tmp_path}",
+                  f"--saved_models_dir={saved}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert ("stage 'rotation' applies to images; the inputs are signals of shape (40, 1)"
+            in result.stderr)
+    assert not saved.exists() or not any(saved.rglob("*.keras"))
+
+
+def test_train_gan_on_mnist1d_then_distill_on_its_samples(tmp_path):
+    saved, data = str(tmp_path / "saved"), f"--data_dir={tmp_path / 'data'}"
+    teacher = [f for f in MNIST1D if f.split("=")[0] in (
+        "--dataset", "--teacher_arch", "--members", "--teacher_epochs", "--batch_size")]
+    _run("train_gan", *teacher, "--epochs=1", "--num_samples=64", "--verbose=0", data,
+         f"--saved_models_dir={saved}")
+    gan_dir = os.path.join(saved, "mnist1d_num_train_300_num_test_100", "gan")
+    with open(os.path.join(gan_dir, "metrics.json")) as f:
+        assert sum(json.load(f)["class_histogram"]) == 64
+    assert os.path.isfile(os.path.join(gan_dir, "samples.png"))
+    flags = [*MNIST1D, "--policy=gan", data, f"--saved_models_dir={saved}"]
+    _run("distill", *flags)
+    with open(os.path.join(saved, "mnist1d_num_train_300_num_test_100", "distill",
+                           _run_name(*flags), "report.json")) as f:
+        report = json.load(f)
+    assert [m["reused"] for m in report["teacher_members"]] == [True, True]
+    assert report["config"]["synthetic_source"] == "generator generator"
+    assert np.isfinite(report["splits"]["distill"]["control_agreement"])
 
 
 def test_train_teachers_saves_members_with_metrics(tmp_path):

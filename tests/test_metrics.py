@@ -73,6 +73,26 @@ def test_ece_of_one_hot_labels_equals_ids(rng):
     assert float(a.result()) == pytest.approx(float(b.result()))
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_nll_streams_the_weighted_formula_and_is_stable(rng, offset):
+    logits = (rng.normal(size=(50, 6)) * 4 + offset).astype("float32")
+    labels = rng.integers(0, 6, size=50)
+    weights = rng.uniform(size=50).astype("float32")
+    metric = metrics.NegativeLogLikelihood()
+    for y, s, w in _batches(labels, logits, weights, size=16):
+        metric.update_state(y, s, sample_weight=w)
+    expected = reference.nll(labels, logits, weights)
+    assert np.isfinite(float(metric.result()))
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-4)
+    mixed = rng.dirichlet(np.ones(6), size=50).astype("float32")
+    metric.reset_state()
+    metric.update_state(mixed, logits)
+    assert float(metric.result()) == pytest.approx(reference.nll(mixed, logits), rel=1e-4)
+    metric.reset_state()
+    metric.update_state(labels[:, None], logits)  # [batch, 1] ids mean what [batch] ids mean
+    assert float(metric.result()) == pytest.approx(reference.nll(labels, logits), rel=1e-4)
+
+
 def test_metrics_aggregate_across_replicas(rng, mirrored):
     strategy = mirrored
     teacher = rng.normal(size=(32, 5)).astype("float32")
@@ -82,6 +102,7 @@ def test_metrics_aggregate_across_replicas(rng, mirrored):
         agreement = metrics.Agreement()
         kl = metrics.PredictiveKL()
         ece = metrics.ExpectedCalibrationError()
+        nll = metrics.NegativeLogLikelihood()
     dataset = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices((teacher, student, labels)).batch(16)
     )
@@ -91,16 +112,19 @@ def test_metrics_aggregate_across_replicas(rng, mirrored):
         agreement.update_state(t, s)
         kl.update_state(t, s)
         ece.update_state(y, s)
+        nll.update_state(y, s)
 
     for t, s, y in dataset:
         strategy.run(update, args=(t, s, y))
     assert float(agreement.result()) == pytest.approx(np.mean(teacher.argmax(-1) == student.argmax(-1)))
     assert float(kl.result()) == pytest.approx(reference.kl(teacher, student).mean(), rel=1e-5)
     assert float(ece.result()) == pytest.approx(reference.ece(labels, student, 15), rel=1e-4)
+    assert float(nll.result()) == pytest.approx(reference.nll(labels, student), rel=1e-5)
 
 
 def test_metrics_serialize():
-    for metric in (metrics.Agreement(k=2), metrics.PredictiveKL(), metrics.ExpectedCalibrationError(7)):
+    for metric in (metrics.Agreement(k=2), metrics.PredictiveKL(), metrics.ExpectedCalibrationError(7),
+                   metrics.NegativeLogLikelihood(name="test_nll")):
         clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
         assert type(clone) is type(metric) and clone.get_config() == metric.get_config()
 
