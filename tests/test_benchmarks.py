@@ -65,3 +65,19 @@ def test_backup_benchmark_compares_the_state_with_the_full_weights():
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["state_s"] > 0 and figures["full_weights_s"] > 0
     assert figures["state_bytes"] < figures["full_weights_bytes"]
+
+
+def test_mnist1d_zoo_prints_accuracies_beside_the_papers(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.mnist1d_zoo", "--archs=mnist1d_mlp,mnist1d_cnn",
+         "--epochs=1", "--seeds=0,1", "--dataset=mnist1d:num_train=200,num_test=100",
+         f"--data_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(figures["models"]) == {"mnist1d_mlp", "mnist1d_cnn"}
+    assert figures["models"]["mnist1d_cnn"]["parameters"] == 5210
+    for row in figures["models"].values():
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_s"] > 0
+        assert row["paper_test_accuracy"] is None  # not the paper's dataset size
