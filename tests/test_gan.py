@@ -74,6 +74,7 @@ def test_gan_trains_under_mirrored_strategy(digits, mirrored):
     assert int(model.generator_optimizer.iterations.numpy()) == 3
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip(tmp_path):
     model = _gan()
     model.fit(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"),
@@ -98,6 +99,7 @@ def test_frechet_distance_is_zero_for_equal_sets_and_grows_with_a_shift(rng):
         quality.frechet_distance(features, np.zeros((3, 5)))
 
 
+@pytest.mark.slow
 def test_teacher_features_and_class_histogram(digits):
     members = [keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(12,)) for _ in range(2)]
     teacher = keras_kd.Ensemble(members)
