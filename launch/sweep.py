@@ -12,6 +12,11 @@ sweep writes `results.csv`, `results.json`, `summary.md` and PNG plots
 beside them. A rerun skips finished runs and resumes the one a kill
 interrupted. `--dry_run` prints the runs, one line each, as the
 launch.distill command that does the same run.
+
+To split a sweep across hosts (a cluster's array job), run
+`--shard=i/N` on host i of N (i from 0): each runs every N-th run into the
+shared experiment folder, without the tables; then `--merge` on any host
+writes the tables and plots of all the runs once every shard is done.
 """
 
 import os
@@ -45,6 +50,15 @@ flags.DEFINE_string(
     "Root of sweep folders (default <saved_models_dir>/experiments).",
 )
 flags.DEFINE_bool("plots", True, "Draw the PNG plots once every run is finished.")
+flags.DEFINE_string(
+    "shard", None,
+    "Run only this host's share, 'i/N' (0 <= i < N): every N-th run from the i-th; no "
+    "tables are written until --merge.",
+)
+flags.DEFINE_bool(
+    "merge", False, "Write the tables and plots of every run from the run folders (after "
+    "the shards are done); runs nothing.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -128,6 +142,21 @@ def planned_runs(output_dir):
         raise app.UsageError(f"{FLAGS.experiment or 'sweep'}: {error}")
 
 
+def parse_shard(text):
+    """`'i/N'` as `(i, N)`, or a usage error naming the value."""
+    index, slash, count = (text or "").partition("/")
+    try:
+        index, count = int(index), int(count)
+        if not slash:
+            raise ValueError
+        experiments.shard([], index, count)  # checks the bounds
+        return index, count
+    except ValueError:
+        raise app.UsageError(
+            f"--shard={text!r}: expected 'i/N' with 0 <= i < N, e.g. --shard=0/4."
+        ) from None
+
+
 def command(run):
     """The launch.distill command that does the same run: the base settings,
     then the swept ones, then the seed and the folder."""
@@ -186,19 +215,44 @@ def main(argv):
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name)
     runs = planned_runs(output_dir)
+    description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
+    if FLAGS.merge:
+        return merge(runs, output_dir, description)
+    if FLAGS.shard:
+        index, count = parse_shard(FLAGS.shard)
+        runs = experiments.shard(runs, index, count)
     if FLAGS.dry_run:
         for run in runs:
             done = os.path.exists(experiments.sweep.result_path(output_dir, run))
             print(f"{run.run_id}\t{'done' if done else 'todo'}\t{command(run)}")
         return
     ensure_generators(runs, config_flags.verbosity())
-    description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
     rows = config_flags.run_or_exit(
         experiments.run_sweep, runs, output_dir,
         lambda config: jobs.distill.run(config, verbose=config_flags.verbosity()),
-        experiment=name, description=description, plot=FLAGS.plots,
+        experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
+        tables=not FLAGS.shard,
     )
+    if FLAGS.shard:
+        print(f"shard {FLAGS.shard}: {len(rows)} runs finished in {output_dir}/runs; once "
+              "every shard is done, write the tables with --merge.")
+        return
     print()
+    print(experiments.summary_markdown(rows))
+    print(f"results: {output_dir}/results.csv, results.json, summary.md")
+
+
+def merge(runs, output_dir, description):
+    """Writes the tables and plots of all `runs` from their run folders."""
+    rows, missing = experiments.finished_rows(runs, output_dir)
+    if missing:
+        raise app.UsageError(
+            f"--merge: {len(missing)} of {len(runs)} runs have no result in {output_dir}/runs "
+            f"yet: {missing}. Run the shards that hold them first."
+        )
+    experiments.write_results(rows, output_dir, description)
+    if FLAGS.plots:
+        experiments.write_plots(rows, output_dir)
     print(experiments.summary_markdown(rows))
     print(f"results: {output_dir}/results.csv, results.json, summary.md")
 

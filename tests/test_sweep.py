@@ -88,6 +88,18 @@ def test_bad_sweeps_fail_before_any_run(tmp_path, capsys, flags, message):
     assert not (tmp_path / "experiments").exists()
 
 
+def test_shards_split_the_runs_disjointly_and_cover_them(tmp_path, capsys):
+    base = ["--experiment=augmentation", "--dry_run", f"--saved_models_dir={tmp_path}"]
+    every = [line.split("\t")[0] for line in _dry_run(capsys, *base)]
+    shards = [[line.split("\t")[0] for line in _dry_run(capsys, *base, f"--shard={i}/4")]
+              for i in range(4)]
+    assert sorted(sum(shards, [])) == sorted(every)
+    assert all(shards) and max(map(len, shards)) - min(map(len, shards)) <= 1
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(app.UsageError, match=re.escape(f"--shard={bad!r}: expected 'i/N'")):
+            _dry_run(capsys, *base, f"--shard={bad}")
+
+
 @pytest.mark.slow
 def test_an_unknown_experiment_is_named_with_the_known_ones(tmp_path):
     result = _run("sweep", "--experiment=nope", check=False)
@@ -184,3 +196,37 @@ def test_a_sweep_is_built_from_configs_without_flags():
     assert runs[2].config.output.directory == os.path.join("out", "runs", "members=3,seed=0")
     grid = keras_kd.experiments.grid_runs(base, [{"members": [1, 3]}], [0, 1], "out")
     assert [run.config for run in grid] == [run.config for run in runs]
+
+
+@pytest.mark.slow
+def test_two_shards_merge_into_the_results_of_one_sweep(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def sweep(folder, *flags, check=True):
+        command = [sys.executable, "-m", "launch.sweep", *TINY, "--grid=members=1,2",
+                   "--seeds=0", "--deterministic", "--noplots",
+                   f"--saved_models_dir={tmp_path / folder}", *flags]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              check=check)
+
+    whole = tmp_path / "whole" / "experiments" / "sweep"
+    sharded = tmp_path / "sharded" / "experiments" / "sweep"
+    sweep("whole")
+    first = sweep("sharded", "--shard=0/2")
+    assert "write the tables with --merge" in first.stdout
+    assert sorted(os.listdir(sharded / "runs")) == ["members=1,seed=0"]
+    assert not (sharded / "results.json").exists()  # a shard writes no tables
+    early = sweep("sharded", "--merge", check=False)
+    assert early.returncode != 0 and "1 of 2 runs have no result" in early.stderr
+    assert "members=2,seed=0" in early.stderr
+    sweep("sharded", "--shard=1/2")
+    sweep("sharded", "--merge")
+    with open(whole / "results.json") as f:
+        expected = {row["run_id"]: row["metrics"] for row in json.load(f)}
+    with open(sharded / "results.json") as f:
+        merged = {row["run_id"]: row["metrics"] for row in json.load(f)}
+    assert sorted(merged) == sorted(expected) == ["members=1,seed=0", "members=2,seed=0"]
+    for run_id, metrics in expected.items():
+        assert merged[run_id] == pytest.approx(metrics, abs=1e-6), run_id
+    summary = (sharded / "summary.md").read_text()
+    assert "| members=1 | 1 |" in summary and "| members=2 | 1 |" in summary

@@ -3,7 +3,8 @@
 A sweep is a list of `Run`s, usually `grid_runs` of a base configuration over
 grids of settings and seeds; `run_sweep` runs those not finished yet and
 writes `results.csv`, `results.json`, `summary.md` (means ± standard
-deviations over seeds) and PNG plots. `launch.sweep` drives it from the
+deviations over seeds) and PNG plots. `shard` splits the runs across hosts
+and `finished_rows` gathers them back. `launch.sweep` drives it from the
 flagfiles in `launch/experiments/`.
 """
 
@@ -15,18 +16,22 @@ from keras_kd.experiments.results import write_results
 from keras_kd.experiments.sweep import Run
 from keras_kd.experiments.sweep import config_runs
 from keras_kd.experiments.sweep import expand_grids
+from keras_kd.experiments.sweep import finished_rows
 from keras_kd.experiments.sweep import grid_runs
 from keras_kd.experiments.sweep import run_id
 from keras_kd.experiments.sweep import run_sweep
+from keras_kd.experiments.sweep import shard
 
 __all__ = [
     "Run",
     "config_runs",
     "expand_grids",
+    "finished_rows",
     "grid_runs",
     "result_row",
     "run_id",
     "run_sweep",
+    "shard",
     "summarize",
     "summary_markdown",
     "write_plots",

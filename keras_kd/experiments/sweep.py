@@ -151,7 +151,36 @@ def result_path(output_dir, run):
     return os.path.join(output_dir, "runs", run.run_id, "result.json")
 
 
-def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True):
+def shard(runs, index, count):
+    """The share of `runs` that shard `index` of `count` runs: every `count`-th
+    run from the `index`-th, so the shards of one run list are disjoint and
+    cover it (a cluster's array job gives each host its index).
+
+    >>> [run.run_id for run in shard([Run(str(k), {}, None) for k in range(5)], 1, 2)]
+    ['1', '3']
+    """
+    if not (isinstance(count, int) and count >= 1 and isinstance(index, int)
+            and 0 <= index < count):
+        raise ValueError(f"A shard is index/count with 0 <= index < count; got {index}/{count}.")
+    return runs[index::count]
+
+
+def finished_rows(runs, output_dir):
+    """`(rows, missing)`: the result rows of the finished runs, in `runs` order,
+    and the run ids with no result yet (to merge the shards of a sweep)."""
+    rows, missing = [], []
+    for run in runs:
+        path = result_path(output_dir, run)
+        if not os.path.exists(path):
+            missing.append(run.run_id)
+            continue
+        with open(path) as f:
+            rows.append(json.load(f))
+    return rows, missing
+
+
+def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True,
+              tables=True):
     """Runs each unfinished run with `job`, then writes the sweep's results.
 
     A run is finished once `runs/<run_id>/result.json` exists; it is written
@@ -169,6 +198,8 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         description: Markdown put at the top of `summary.md`.
         log: called with a line of progress per run.
         plot: whether to draw the PNG plots.
+        tables: whether to write the tables (off for one shard of a sweep,
+            whose tables are written when the shards are merged).
 
     Returns:
         The result rows, in `runs` order.
@@ -192,12 +223,14 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
         export.write_json(row, path)
         rows.append(row)
-        results_lib.write_results(rows, output_dir, description)
+        if tables:
+            results_lib.write_results(rows, output_dir, description)
         log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
         # Each run builds fresh models; drop the last run's graphs and names.
         keras.backend.clear_session()
         gc.collect()
-    results_lib.write_results(rows, output_dir, description)
+    if tables:
+        results_lib.write_results(rows, output_dir, description)
     if plot:
         plots.write_plots(rows, output_dir)
     return rows
