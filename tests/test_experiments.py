@@ -66,6 +66,7 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert "| members=3 | 3 | 0.9900 ± 0.0000 | 0.9500 ± 0.0000 | 0.9400 ± 0.0100 |" in table
 
 
+@pytest.mark.slow
 def test_sweep_skips_finished_runs_and_writes_every_file(tmp_path):
     calls = []
 

@@ -173,6 +173,7 @@ def test_backup_restores_weights_optimizer_state_and_epoch(tmp_path, rng):
     assert not os.path.exists(tmp_path)  # delete_on_end
 
 
+@pytest.mark.slow
 def test_a_distillers_backup_holds_the_student_and_optimizer_not_the_teacher(tmp_path, rng):
     x, y = rng.random((32, 8, 8, 1)).astype("float32"), rng.integers(0, 10, 32)
     fit = dict(x=x, y=y, batch_size=8, epochs=4, shuffle=False, verbose=0)

@@ -27,6 +27,7 @@ def test_members_are_reused_and_extended(tmp_path, digits):
     assert members[0].get_weights()[0].tolist() != members[1].get_weights()[0].tolist()
 
 
+@pytest.mark.slow
 def test_changed_settings_never_reuse_members(tmp_path, digits):
     a = ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
     b = ensemble_members(_spec(lr=1e-2), digits, 1, str(tmp_path), verbose=0)
