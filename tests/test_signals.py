@@ -131,12 +131,12 @@ def _signal_batch(rng, batch_size=16, length=40, constant=False):
 
 def test_shift_moves_each_signal_within_its_padding(rng):
     batch = _signal_batch(rng)
-    shifted = augment.RandomShift(5)(batch, SEED)["x"].numpy()[..., 0]
+    shifted = augment.RandomCrop(5)(batch, SEED)["x"].numpy()[..., 0]
     padded = np.pad(batch["x"].numpy()[..., 0], [(0, 0), (5, 5)])
     offsets = [next(k for k in range(11) if np.array_equal(padded[i, k:k + 40], row))
                for i, row in enumerate(shifted)]
     assert len(set(offsets)) > 4  # per signal, not one shift for the batch
-    np.testing.assert_array_equal(shifted, augment.RandomShift(5)(batch, SEED)["x"].numpy()[..., 0])
+    np.testing.assert_array_equal(shifted, augment.RandomCrop(5)(batch, SEED)["x"].numpy()[..., 0])
 
 
 def test_noise_adds_gaussian_noise_of_its_stddev(rng):

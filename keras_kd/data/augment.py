@@ -52,7 +52,8 @@ def crop_padding(image_size):
 
 
 class RandomCrop:
-    """Zero-pads by `padding` pixels and crops back at a random offset.
+    """Zero-pads every spatial axis by `padding` and crops back at a random
+    offset per example: a crop of an image, a shift of a signal in time.
 
     Written here because `keras.layers.RandomCrop` draws one crop window per
     batch; the standard augmentation draws one per image.
@@ -65,17 +66,18 @@ class RandomCrop:
         self.padding = int(padding)
 
     def __call__(self, batch, seed):
-        images = batch["x"]
-        height, width = images.shape[1], images.shape[2]
+        inputs = batch["x"]
+        sizes = inputs.shape[1:-1]  # (height, width) or (length,)
         pad = self.padding
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        padded = tf.pad(inputs, [[0, 0]] + [[pad, pad]] * len(sizes) + [[0, 0]])
         offsets = tf.random.stateless_uniform(
-            [tf.shape(images)[0], 2], seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+            [tf.shape(inputs)[0], len(sizes)], seed, minval=0, maxval=2 * pad + 1,
+            dtype=tf.int32,
         )
-        rows = offsets[:, :1] + tf.range(height)[None, :]
-        columns = offsets[:, 1:] + tf.range(width)[None, :]
-        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-        cropped = tf.gather(cropped, columns, axis=2, batch_dims=1)
+        cropped = padded
+        for axis, size in enumerate(sizes):
+            positions = offsets[:, axis:axis + 1] + tf.range(size)[None, :]
+            cropped = tf.gather(cropped, positions, axis=axis + 1, batch_dims=1)
         return {**batch, "x": cropped}
 
 
@@ -187,30 +189,6 @@ class CutMix:
         pasted = pasted[:, None]
         mixed_labels = (1.0 - pasted) * labels + pasted * tf.gather(labels, partner)
         return _keep_portion(batch, mixed_inputs, mixed_labels, self.portion)
-
-
-class RandomShift:
-    """Shifts each signal along its time axis by up to `padding` samples.
-
-    The signal is zero-padded by `padding` at both ends and cropped back at
-    a random offset per example: the 1-D counterpart of `RandomCrop`.
-    """
-
-    name = "shift"
-    mixes_labels = False
-
-    def __init__(self, padding):
-        self.padding = int(padding)
-
-    def __call__(self, batch, seed):
-        signals = batch["x"]
-        length, pad = signals.shape[1], self.padding
-        padded = tf.pad(signals, [[0, 0], [pad, pad], [0, 0]])
-        offsets = tf.random.stateless_uniform(
-            [tf.shape(signals)[0], 1], seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
-        )
-        return {**batch, "x": tf.gather(padded, offsets + tf.range(length)[None, :], axis=1,
-                                        batch_dims=1)}
 
 
 class GaussianNoise:

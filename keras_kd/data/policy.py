@@ -114,7 +114,7 @@ def _ablation(name):
 register_stage("identity", _no_transforms, inputs=INPUT_KINDS)
 register_stage("crop_flip", _crop_flip)
 register_stage("shift", lambda policy, input_shape: [
-    augment.RandomShift(policy.shift_padding(input_shape))], inputs="signals")
+    augment.RandomCrop(policy.shift_padding(input_shape))], inputs="signals")
 register_stage("noise", lambda policy, _: [augment.GaussianNoise(policy.noise_std)],
                inputs=INPUT_KINDS)
 register_stage("mixup", lambda policy, _: [augment.MixUp(policy.mixup_alpha,

@@ -2,10 +2,10 @@
 
 Sample quality is rated with the distillation teacher (trained, or reused from
 `teachers_dir`, exactly as `launch.distill` would): the Fréchet distance
-between its penultimate-layer features of real training images and of
+between its penultimate-layer features of real training inputs and of
 generated ones, the same distance for noise as a reference (uniform images;
-Gaussian signals of the data's mean and spread),
-and the histogram of its predicted classes on the samples.
+Gaussian signals of the data's mean and spread), and the histogram of its
+predicted classes on the samples.
 """
 
 import os

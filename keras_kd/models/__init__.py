@@ -87,13 +87,19 @@ def input_shape(model):
     members = getattr(model, "members", None)
     if members:
         return input_shape(members[0])
+    shape = _static_shape(model, "input_shape")
+    return None if shape is None else tuple(shape[1:])
+
+
+def _static_shape(model, attribute):
+    """`model.input_shape` or `.output_shape` of a single-tensor model, or `None`."""
     try:
-        shape = model.input_shape
+        shape = getattr(model, attribute)
     except (AttributeError, ValueError, RuntimeError):
         return None
     if isinstance(shape, list) and len(shape) == 1:
         shape = shape[0]
-    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+    return shape if isinstance(shape, tuple) else None
 
 
 def softmax_output_layer(model):
@@ -130,13 +136,8 @@ def num_classes(model):
     >>> keras_kd.models.num_classes(keras_kd.models.get("mlp", (4,), 3))
     3
     """
-    try:
-        shape = model.output_shape
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(shape, list) and len(shape) == 1:
-        shape = shape[0]
-    if not isinstance(shape, tuple) or not shape:
+    shape = _static_shape(model, "output_shape")
+    if not shape:
         return None
     return shape[-1]
 
