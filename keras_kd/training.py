@@ -5,6 +5,7 @@ import hashlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
@@ -42,6 +43,23 @@ def make_optimizer(name, learning_rate, decay_steps=None, weight_decay=None):
     return optimizer_class(learning_rate, weight_decay=weight_decay)
 
 
+def training_augmentation(name, dataset_name=""):
+    """The `keras_kd.data.Policy` a classifier is trained with, checked to keep
+    the labels hard (no mixing stages, no synthetic examples).
+
+    >>> training_augmentation("crop_flip", "tfds:cifar10").flip
+    True
+    """
+    policy = data_lib.Policy.parse(name, flip=data_lib.default_flip(dataset_name or "digits"))
+    if policy.mixes_labels or policy.uses_synthetic:
+        raise ValueError(
+            f"Training augmentation {name!r} must keep hard labels; mixing stages and "
+            "gan belong to distillation policies. Expected stages such as identity, shift, "
+            "crop_flip or noise."
+        )
+    return policy
+
+
 def derived_seed(seed, *keys):
     """A seed for one part of a run (a teacher member, say) derived from `seed`.
 
@@ -69,9 +87,14 @@ class ClassifierSpec(Config):
     lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
     weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
     seed: int = setting(0, "Seed of initializations and batch order.")
+    augment: str = setting(
+        "identity", "Augmentation of the training batches: policy stages that keep the "
+        "labels, joined with '+' (identity, shift, crop_flip, noise, ...)."
+    )
 
     def check(self):
         models.check_name(self.arch)
+        training_augmentation(self.augment)
 
     def optimizer_for(self, num_train, steps_per_epoch=None):
         """The optimizer, its learning rate decayed over the whole run.
@@ -157,6 +180,28 @@ def member_seed(spec, member):
     return derived_seed(spec.seed, "member", member)
 
 
+def augmented(batches, policy, input_shape, seed, first_step=0):
+    """`(x, y)` batches with `policy`'s stages applied, each batch's draws fixed
+    by `seed` and its step (counted from `first_step`, so a resumed fit sees
+    the draws of an uninterrupted one)."""
+    stages = policy.augmentation(input_shape)
+    if not stages:
+        return batches
+    base = tf.constant([seed % (2**63), 1], tf.int64)
+
+    def apply(pair, step):
+        batch = {"x": pair[0], "y": pair[1]}
+        batch_seed = data_lib.epochs.sub_seed(base, step)
+        for index, stage in enumerate(stages):
+            batch = stage(batch, data_lib.epochs.sub_seed(batch_seed, index))
+        return batch["x"], batch["y"]
+
+    steps = tf.data.Dataset.counter(first_step)
+    return tf.data.Dataset.zip(batches, steps).map(
+        apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    ).apply(tf.data.experimental.assert_cardinality(batches.cardinality()))
+
+
 def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=None):
     """Trains `spec.arch` on `data.train` with cross-entropy; returns the model.
 
@@ -185,6 +230,8 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
         data.train, spec.batch_size, shuffle=True, seed=seed,
         epochs=spec.epochs, initial_epoch=initial_epoch,
     )
+    batches = augmented(batches, training_augmentation(spec.augment, data.info.name),
+                        data.info.input_shape, seed, first_step=initial_epoch * steps)
     trainer.fit(
         batches,
         epochs=spec.epochs,

@@ -161,3 +161,13 @@ def test_a_datasets_digest_follows_its_content_and_is_computed_once(tmp_path):
     assert "digest" in vars(data)  # kept: later fingerprints do not reread the data
     other = np.zeros((12, 6, 6), np.uint8)
     assert keras_kd.data.load(_write_npz(tmp_path / "c.npz", x_train=other)).digest != data.digest
+
+
+def test_a_training_head_is_the_first_examples_with_its_own_digest(digits):
+    half = digits.train_head(0.5)
+    assert half.info.num_train == 674 == int(half.train.cardinality())
+    first = next(iter(digits.train.batch(674)))[0].numpy()
+    assert (next(iter(half.train.batch(1000)))[0].numpy() == first).all()
+    assert half.digest != digits.digest and digits.train_head(1.0) is digits
+    with pytest.raises(ValueError, match="fraction must be in \\(0, 1\\]; got 0"):
+        digits.train_head(0)

@@ -78,6 +78,33 @@ def test_training_is_reproducible_per_seed(digits):
         assert (x == y).all()
 
 
+def test_training_batches_are_augmented_reproducibly_and_resume_mid_stream(digits):
+    import numpy as np
+
+    batches = keras_kd.data.batched(digits.train, 256, shuffle=True, seed=3, epochs=2)
+    policy = training.training_augmentation("crop_flip", "digits")
+    shape = digits.info.input_shape
+
+    def arrays(dataset):
+        return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+    plain = arrays(batches)
+    once = arrays(training.augmented(batches, policy, shape, seed=3))
+    again = arrays(training.augmented(batches, policy, shape, seed=3))
+    resumed = arrays(training.augmented(batches.skip(6), policy, shape, seed=3, first_step=6))
+    assert len(once) == len(plain) == 12
+    assert all((a[1] == b[1]).all() for a, b in zip(once, plain))  # labels kept
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(once, plain))  # images moved
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(once, again))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(once[6:], resumed))
+
+
+def test_training_augmentation_makes_other_members(tmp_path, digits):
+    plain = ensemble_members(_spec(), digits, 1, str(tmp_path), verbose=0)
+    cropped = ensemble_members(_spec(augment="crop_flip"), digits, 1, str(tmp_path), verbose=0)
+    assert not cropped[0]["reused"] and cropped[0]["path"] != plain[0]["path"]
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -86,6 +113,7 @@ def test_training_is_reproducible_per_seed(digits):
         ({"optimizer": "rmsprop"}, "optimizer must be one of .*; got 'rmsprop'"),
         ({"lr": 0.0}, "lr must be > 0; got 0.0"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0; got -1.0"),
+        ({"augment": "crop_flip+cutmix"}, "'crop_flip\\+cutmix' must keep hard labels"),
     ],
 )
 def test_bad_settings_are_named(overrides, message):

@@ -116,6 +116,38 @@ class Splits:
         )
         return hashlib.sha256(both.encode()).hexdigest()[:16]
 
+    def train_head(self, fraction):
+        """These splits with the training split cut to its first `fraction` of
+        examples (at least one): the D0 of the data-recycling experiment.
+
+        Example:
+
+        >>> data = keras_kd.data.load("digits")
+        >>> data.train_head(0.5).info.num_train, data.info.num_train
+        (674, 1347)
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}.")
+        if fraction == 1.0:
+            return self
+        count = max(1, round(fraction * self.info.num_train))
+        info = dataclasses.replace(
+            self.info, num_train=count, settings={**self.info.settings, "train_head": count}
+        )
+        train = self.train.take(count).apply(tf.data.experimental.assert_cardinality(count))
+        return Splits(train, self.test, info)
+
+
+def default_ood_dataset(name):
+    """The dataset whose inputs the `ood` stage draws by default for dataset
+    `name`: for MNIST-1D, the same settings with shuffled sequences and
+    another seed (`keras_kd.data.mnist1d.shuffled_name`); `None` elsewhere.
+
+    >>> default_ood_dataset("mnist1d"), default_ood_dataset("digits")
+    ('mnist1d:seed=43,shuffle_seq=true', None)
+    """
+    return mnist1d.shuffled_name(name) if mnist1d.is_name(name) else None
+
 
 def load(name, data_dir=None, test_fraction=0.25):
     """Loads a dataset by name.

@@ -71,6 +71,16 @@ class Teacher(Config):
         None, "Learning rate of the teacher members (default: --lr).", flag="teacher_lr",
         above=0.0,
     )
+    augment: str = setting(
+        "identity", "Augmentation the teacher members are trained with: label-keeping "
+        "policy stages joined with '+' (shift on signals, crop_flip on images).",
+        flag="teacher_augment",
+    )
+    data_fraction: float = setting(
+        1.0, "Share of the training split the members are trained on: its first "
+        "examples (D0 of the data-recycling experiment).", flag="teacher_data_fraction",
+        above=0.0, upper=1.0,
+    )
     directory: str | None = setting(
         None, "Folder of teacher members to reuse or fill "
         "(default <saved_models_dir>/<dataset>/teachers).", flag="teachers_dir",
@@ -78,6 +88,7 @@ class Teacher(Config):
 
     def check(self):
         models.check_name(self.arch)
+        training_lib.training_augmentation(self.augment)
 
     def spec(self, training):
         """The members' `ClassifierSpec`, unset settings taken from `training`."""
@@ -89,6 +100,7 @@ class Teacher(Config):
             lr=training.lr if self.lr is None else self.lr,
             weight_decay=training.weight_decay,
             seed=training.seed,
+            augment=self.augment,
         )
 
 
@@ -108,10 +120,26 @@ class Student(Config):
         "the weights it was initialized with.", flag="student_init_from",
         choices=("teacher", "teacher_init"),
     )
+    init_scales_lr: bool = setting(
+        False, "With --student_init=interpolate:LAMBDA, scale the student's learning rate "
+        "by (1 - LAMBDA), as the study's code does, so a start near the target is not "
+        "thrown away by large first steps.", flag="init_scales_lr",
+    )
 
     def check(self):
         models.check_name(self.arch)
-        self.initialization()
+        interpolation = self.initialization().interpolation
+        if self.init_scales_lr and interpolation == 1.0:
+            raise ValueError(
+                f"init_scales_lr with student_init={self.init!r} scales the learning rate "
+                "to 0, so nothing would train; use LAMBDA < 1, or no --init_scales_lr."
+            )
+
+    def lr_scale(self):
+        """The factor on the student's learning rate: `1 - LAMBDA` with
+        `init_scales_lr`, else 1."""
+        interpolation = self.initialization().interpolation
+        return 1.0 - interpolation if self.init_scales_lr and interpolation else 1.0
 
     def initialization(self):
         """The validated `keras_kd.initialization.StudentInit`."""
@@ -175,13 +203,31 @@ class DistillationSet(Config):
         above=0.0,
     )
     noise_std: float = setting(0.1, "Standard deviation of the noise stage.", above=0.0)
+    data: str = setting(
+        "all", "Examples the distillation set is drawn from: the whole training split "
+        "(all), or only those the teachers were trained on (teacher; differs with "
+        "--teacher_data_fraction < 1).", flag="distill_data", choices=("all", "teacher"),
+    )
     generator: str | None = setting(
         None, "Keras generator file for the gan stage "
         "(default <saved_models_dir>/<dataset>/gan/generator.keras).",
     )
+    ood_dataset: str | None = setting(
+        None, "Dataset whose training inputs the ood stage draws (same input shape; "
+        "default for mnist1d: the same dataset with its sequences shuffled).",
+    )
 
     def check(self):
         self.resolve("digits")
+        if self.ood_dataset is not None:
+            data_lib.check_name(self.ood_dataset)
+
+    def ood_dataset_for(self, dataset_name):
+        """The dataset the `ood` stage draws from, its default resolved, or `None`
+        where there is no default (datasets other than MNIST-1D)."""
+        if self.ood_dataset is not None:
+            return self.ood_dataset
+        return data_lib.default_ood_dataset(dataset_name)
 
     def resolve(self, dataset_name):
         """The `keras_kd.data.Policy`, `flip=auto` resolved for the dataset."""
@@ -253,18 +299,31 @@ class DistillConfig(Config):
     ece_bins: int = setting(
         15, "Equal-width confidence bins of the calibration error (ECE) in the report.", lower=1
     )
+    loss_plane: int = setting(
+        0, "Grid points per axis of the distillation loss on the plane through the "
+        "student's initial and final weights and the teacher's (0: none; needs a "
+        "one-member teacher of the student's architecture).", lower=0,
+    )
 
     def check(self):
         policy = self.distillation_set.resolve(self.data.dataset)
         data_lib.check_cache_request(policy, self.cache.mode, self.cache.cached_views)
-        if self.student.initialization().interpolation is not None and (
-            self.student.arch != self.teacher.arch or self.teacher.members != 1
-        ):
+        same_weights = self.student.arch == self.teacher.arch and self.teacher.members == 1
+        if self.student.initialization().interpolation is not None and not same_weights:
             raise ValueError(
                 f"student_init={self.student.init!r} interpolates toward the teacher's "
                 "weights, so it needs a one-member teacher of the student's architecture; "
                 f"got members={self.teacher.members}, teacher_arch={self.teacher.arch!r}, "
                 f"student_arch={self.student.arch!r}."
+            )
+        if self.loss_plane == 1:
+            raise ValueError("loss_plane is 0 (none) or a grid of >= 2 points per axis; got 1.")
+        if self.loss_plane and not same_weights:
+            raise ValueError(
+                f"loss_plane={self.loss_plane} draws the plane through the student's and "
+                "the teacher's weights, so it needs a one-member teacher of the student's "
+                f"architecture; got members={self.teacher.members}, "
+                f"teacher_arch={self.teacher.arch!r}, student_arch={self.student.arch!r}."
             )
 
     def teacher_spec(self):
@@ -275,14 +334,16 @@ class DistillConfig(Config):
         """The student's training settings."""
         return dataclasses.replace(
             self.teacher_spec(), arch=self.student.arch, epochs=self.student.epochs,
-            optimizer=self.training.optimizer, lr=self.training.lr,
+            optimizer=self.training.optimizer, lr=self.training.lr * self.student.lr_scale(),
         )
 
     def control_spec(self):
-        """How the control is trained: the student's settings, labels only, from
-        a seed derived from `training.seed` for it alone."""
+        """How the control is trained: the student's settings (its learning rate
+        unscaled), labels only, with the members' augmentation, from a seed
+        derived from `training.seed` for it alone."""
         return dataclasses.replace(
-            self.student_spec(), seed=training_lib.derived_seed(self.training.seed, "control")
+            self.student_spec(), lr=self.training.lr,
+            seed=training_lib.derived_seed(self.training.seed, "control"),
         )
 
     def run_name(self):

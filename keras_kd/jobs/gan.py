@@ -101,7 +101,8 @@ def run(config, verbose="auto"):
     teachers_dir = teachers_lib.teachers_dir(config, data.info.slug)
     with job.timed("teachers_s"):
         members = teachers_lib.ensemble_members(
-            config.teacher_spec(), data, config.teacher.members, teachers_dir, verbose,
+            config.teacher_spec(), teachers_lib.teacher_data(config, data),
+            config.teacher.members, teachers_dir, verbose,
             config.runtime, os.path.join(job.backup_root, "teachers"),
         )
         teacher = Ensemble([member["path"] for member in members])

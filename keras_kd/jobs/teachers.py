@@ -29,6 +29,12 @@ def teachers_dir(config, dataset_slug):
     )
 
 
+def teacher_data(config, data):
+    """The data the members of `config.teacher` are trained on: the first
+    `teacher.data_fraction` of the training split."""
+    return data.train_head(config.teacher.data_fraction)
+
+
 def train(config, verbose="auto"):
     """The teachers job: trains (or reuses) the members of `config`'s ensemble.
 
@@ -47,7 +53,8 @@ def train(config, verbose="auto"):
     directory = config.output.directory or teachers_dir(config, data.info.slug)
     run.open(directory)
     members = ensemble_members(
-        config.teacher.spec(config.training), data, config.teacher.members, directory,
+        config.teacher.spec(config.training), teacher_data(config, data),
+        config.teacher.members, directory,
         verbose, config.runtime, run.backup_root,
     )
     teacher = Ensemble([member["path"] for member in members])
