@@ -28,6 +28,20 @@ def test_models_map_inputs_to_logits(name, shape):
     assert out.shape == (2, 7)
 
 
+def test_resnet_variants_scale_the_width_and_swap_the_normalization():
+    base = keras_kd.models.get("resnet8", (40, 1), 10)
+    wide = keras_kd.models.get("resnet8_w2", (40, 1), 10)
+    layer_norm = keras_kd.models.get("resnet8_ln", (40, 1), 10)
+    assert wide.get_layer("stage3_block1_2_conv").filters == 128
+    assert 3.5 < wide.count_params() / base.count_params() < 4.1  # ~4x: width squared
+    kinds = {type(layer).__name__ for layer in layer_norm.layers}
+    assert "LayerNormalization" in kinds and "BatchNormalization" not in kinds
+    # No batch statistics: every weight trains, so weight averages are networks.
+    assert not layer_norm.non_trainable_weights
+    with pytest.raises(ValueError, match="width factor _w<k> needs k >= 1"):
+        keras_kd.models.check_name("resnet8_w0")
+
+
 def test_mlp_takes_feature_vectors():
     assert keras_kd.models.get("mlp", (20,), 3).output_shape == (None, 3)
 

@@ -3,7 +3,10 @@
 `get(name, input_shape, num_classes)` builds:
 
 - `resnet<depth>`: CIFAR-style ResNets, depth = 6n + 2 (`resnet8`, `resnet20`,
-  `resnet56`, ...), stages of 16/32/64 filters;
+  `resnet56`, ...), stages of 16/32/64 filters; `resnet<depth>_w<k>` has k
+  times the filters, and a `_ln` suffix (`resnet8_ln`, `resnet8_w2_ln`)
+  normalizes with LayerNorm, which keeps no batch statistics, so a weighted
+  mean of two such networks is itself a well-defined network;
 - `cnn`: a small VGG-style convolutional network;
 - `mlp`: a multilayer perceptron (any input rank);
 - `mnist1d_cnn`, `mnist1d_mlp`: the MNIST-1D paper's CNN (signals) and MLP.
@@ -25,7 +28,8 @@ from keras_kd.models.resnet import cifar_resnet
 from keras_kd.models.simple import cnn
 from keras_kd.models.simple import mlp
 
-_RESNET = re.compile(r"resnet(\d+)$")
+# resnet<depth>, optionally _w<width factor> and _ln (LayerNorm for BatchNorm).
+_RESNET = re.compile(r"resnet(\d+)(?:_w(\d+))?(_ln)?$")
 # The model registry: name -> builder(input_shape, num_classes, **kwargs).
 _BUILDERS = {}
 
@@ -72,7 +76,8 @@ register("mnist1d_mlp", mnist1d_mlp)
 
 def names():
     """The model names `get` accepts (`resnet<6n+2>` stands for any depth)."""
-    return sorted(_BUILDERS) + ["resnet8", "resnet20", "resnet56", "resnet<6n+2>"]
+    return sorted(_BUILDERS) + [
+        "resnet8", "resnet20", "resnet56", "resnet<6n+2>[_w<k>][_ln]"]
 
 
 def input_shape(model):
@@ -215,6 +220,8 @@ def check_name(name):
                 f"Unknown model {name!r}: a CIFAR ResNet's depth is 6n + 2 with "
                 f"n >= 1 (8, 14, 20, ..., 56, 110); got {depth}."
             )
+        if match.group(2) is not None and int(match.group(2)) < 1:
+            raise ValueError(f"Unknown model {name!r}: the width factor _w<k> needs k >= 1.")
         return
     if name not in _BUILDERS:
         raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
@@ -245,5 +252,9 @@ def get(name, input_shape, num_classes, **kwargs):
     input_shape = tuple(input_shape)
     match = _RESNET.match(name)
     if match:
-        return cifar_resnet(int(match.group(1)), input_shape, num_classes, **kwargs)
+        return cifar_resnet(
+            int(match.group(1)), input_shape, num_classes, name=name,
+            width=int(match.group(2) or 1),
+            normalization="layer" if match.group(3) else "batch", **kwargs,
+        )
     return _BUILDERS[name](input_shape, num_classes, **kwargs)

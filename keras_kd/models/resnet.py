@@ -28,7 +28,15 @@ def spatial_layers(input_shape, name):
     return _LAYERS[len(input_shape)]
 
 
-def _conv_bn(conv, x, filters, strides=1, kernel_size=3, name=None):
+def _normalization(kind, name):
+    if kind == "layer":
+        # Over the channels of each position, as a BatchNorm's per-channel scale.
+        return layers.LayerNormalization(name=f"{name}_ln")
+    # Synchronized statistics make a step under N replicas match one device.
+    return layers.BatchNormalization(synchronized=True, name=f"{name}_bn")
+
+
+def _conv_bn(conv, x, filters, strides=1, kernel_size=3, name=None, normalization="batch"):
     x = conv(
         filters,
         kernel_size,
@@ -38,36 +46,43 @@ def _conv_bn(conv, x, filters, strides=1, kernel_size=3, name=None):
         kernel_initializer="he_normal",
         name=f"{name}_conv",
     )(x)
-    # Synchronized statistics make a step under N replicas match one device.
-    return layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
+    return _normalization(normalization, name)(x)
 
 
-def _basic_block(conv, x, filters, strides, name):
+def _basic_block(conv, x, filters, strides, name, normalization):
     shortcut = x
-    y = layers.ReLU()(_conv_bn(conv, x, filters, strides, name=f"{name}_1"))
-    y = _conv_bn(conv, y, filters, name=f"{name}_2")
+    y = layers.ReLU()(_conv_bn(conv, x, filters, strides, name=f"{name}_1",
+                               normalization=normalization))
+    y = _conv_bn(conv, y, filters, name=f"{name}_2", normalization=normalization)
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(conv, x, filters, strides, kernel_size=1, name=f"{name}_proj")
+        shortcut = _conv_bn(conv, x, filters, strides, kernel_size=1, name=f"{name}_proj",
+                            normalization=normalization)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def cifar_resnet(depth, input_shape, num_classes, name=None):
+def cifar_resnet(depth, input_shape, num_classes, name=None, width=1, normalization="batch"):
     """A ResNet of `depth = 6n + 2` layers: 3 stages of n basic blocks.
 
-    Stages have 16, 32 and 64 filters; the 2nd and 3rd start with stride 2.
-    Shortcuts that change shape are 1x1 convolutions (option B). On signals
-    `(length, channels)` every convolution is 1-D (kernel 3, or 1).
+    Stages have 16, 32 and 64 filters (times `width`); the 2nd and 3rd start
+    with stride 2. Shortcuts that change shape are 1x1 convolutions (option
+    B). On signals `(length, channels)` every convolution is 1-D (kernel 3,
+    or 1). `normalization` is `"batch"` (BatchNorm) or `"layer"` (LayerNorm
+    over channels, no batch statistics).
     """
+    if normalization not in ("batch", "layer"):
+        raise ValueError(f"normalization must be 'batch' or 'layer'; got {normalization!r}.")
     name = name or f"resnet{depth}"
     conv, _, global_pool = spatial_layers(input_shape, name)
     blocks_per_stage = (depth - 2) // 6
     inputs = keras.Input(input_shape)
-    x = layers.ReLU()(_conv_bn(conv, inputs, 16, name="stem"))
+    x = layers.ReLU()(_conv_bn(conv, inputs, 16 * width, name="stem",
+                               normalization=normalization))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(conv, x, filters, strides,
-                             name=f"stage{stage + 1}_block{block + 1}")
+            x = _basic_block(conv, x, filters * width, strides,
+                             name=f"stage{stage + 1}_block{block + 1}",
+                             normalization=normalization)
     x = global_pool()(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
