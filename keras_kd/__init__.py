@@ -2,7 +2,8 @@
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
 `models`, `data`, `distribute`, `runtime`, `callbacks`, `evaluation`, `export`,
-`training`, `initialization`, `config`, `jobs`, `experiments` and `gan`.
+`training`, `initialization`, `loss_surface`, `config`, `jobs`, `experiments`
+and `gan`.
 """
 
 try:
@@ -33,6 +34,7 @@ from keras_kd import export
 from keras_kd import gan
 from keras_kd import initialization
 from keras_kd import jobs
+from keras_kd import loss_surface
 from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
@@ -57,6 +59,7 @@ __all__ = [
     "gan",
     "initialization",
     "jobs",
+    "loss_surface",
     "losses",
     "metrics",
     "models",

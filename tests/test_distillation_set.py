@@ -267,7 +267,7 @@ def test_synthetic_only_batches_and_source_checks(rng):
     np.testing.assert_array_equal(batch["hard_label_mask"], np.zeros(16))
     with pytest.raises(ValueError, match=r"shape \(8, 8, 1\), but the split's inputs have shape \(4, 4, 1\)"):
         distillation_set(_split(rng, shape=(4, 4, 1)), CLASSES, "gan", synthetic=source)
-    with pytest.raises(ValueError, match="has no 'gan' stage"):
+    with pytest.raises(ValueError, match="has no 'gan' or 'ood' stage"):
         distillation_set(_split(rng), CLASSES, "mixup", synthetic=source)
     with pytest.raises(ValueError, match="needs the distiller's temperature"):
         distillation_set(_split(rng), CLASSES, keras_kd.data.Policy.parse(

@@ -31,10 +31,30 @@ def test_every_setting_has_one_flag_and_round_trips_through_the_command_line():
     ({"lr": 0.0}, "lr must be > 0; got 0.0"),
     ({"cached_views": 2}, "policy 'identity' is static"),
     ({"colour": "red"}, r"Not settings of DistillConfig: \['colour'\]"),
+    ({"teacher_augment": "mixup"}, "Training augmentation 'mixup' must keep hard labels"),
+    ({"teacher_data_fraction": 0.0}, "teacher_data_fraction must be > 0"),
+    ({"distill_data": "d1"}, "distill_data must be one of"),
+    ({"loss_plane": 5}, "loss_plane=5 draws the plane .* needs a one-member teacher"),
+    ({"loss_plane": 1, "members": 1, "teacher_arch": "resnet8"}, "grid of >= 2 points"),
+    ({"student_init": "interpolate:1", "init_scales_lr": True, "members": 1,
+      "teacher_arch": "resnet8"}, "scales the learning rate to 0"),
 ])
 def test_a_bad_setting_is_named_when_the_config_is_built(settings, message):
     with pytest.raises(ValueError, match=message):
         config_lib.build(jobs.DistillConfig, settings)
+
+
+def test_the_learning_rate_scales_with_the_interpolation_but_not_the_controls():
+    config = config_lib.build(jobs.DistillConfig, {
+        "members": 1, "teacher_arch": "resnet8", "student_init": "interpolate:0.75",
+        "init_scales_lr": True, "lr": 0.05, "teacher_augment": "noise",
+    })
+    assert config.student_spec().lr == pytest.approx(0.0125)
+    assert config.control_spec().lr == 0.05 and config.teacher_spec().lr == 0.05
+    # The control is trained as a member is: with the members' augmentation.
+    assert config.control_spec().augment == config.teacher_spec().augment == "noise"
+    unscaled = config_lib.override(config, {"init_scales_lr": False})
+    assert unscaled.student_spec().lr == 0.05
 
 
 def test_an_unwritable_output_folder_is_refused_before_any_training(tmp_path):
@@ -143,3 +163,29 @@ def test_a_generator_changed_since_its_record_or_of_other_data_is_refused(tmp_pa
     with pytest.raises(jobs.ConfigError, match="was trained on other data than dataset 'digits'"):
         jobs.distill.run(config, verbose=0)
     assert not os.path.exists(tmp_path / "saved")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({}, "dataset 'digits' has no default source of them; name one with --ood_dataset"),
+    ({"ood_dataset": "mnist1d:num_train=20,num_test=10"},
+     r"has inputs of shape \(40, 1\); dataset 'digits' has inputs of shape \(8, 8, 1\)"),
+])
+def test_out_of_distribution_inputs_need_a_dataset_of_the_same_shape(tmp_path, settings,
+                                                                      message):
+    config = config_lib.build(jobs.DistillConfig, {
+        "saved_models_dir": str(tmp_path / "saved"), "policy": "ood",
+        "data_dir": str(tmp_path / "data"), "teacher_arch": "mlp", "student_arch": "mlp",
+        **settings})
+    with pytest.raises(jobs.ConfigError, match=message):
+        jobs.distill.run(config, verbose=0)
+    assert not os.path.exists(tmp_path / "saved")
+
+
+def test_the_ood_stage_draws_another_datasets_inputs_by_default_for_mnist1d():
+    config = config_lib.build(jobs.DistillConfig, {"dataset": "mnist1d:num_train=500",
+                                                   "policy": "shift+ood"})
+    assert config.distillation_set.ood_dataset_for("mnist1d:num_train=500") == (
+        "mnist1d:num_train=500,seed=43,shuffle_seq=true")
+    with pytest.raises(ValueError, match=r"one source of extra inputs per policy; got \['gan', "
+                                         r"'ood'\]"):
+        keras_kd.data.Policy.parse("gan+ood")

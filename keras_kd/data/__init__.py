@@ -5,6 +5,7 @@ from keras_kd.data.datasets import DatasetInfo
 from keras_kd.data.datasets import Splits
 from keras_kd.data.datasets import batched
 from keras_kd.data.datasets import check_name
+from keras_kd.data.datasets import default_ood_dataset
 from keras_kd.data.datasets import input_kind
 from keras_kd.data.datasets import load
 from keras_kd.data import epochs
@@ -31,6 +32,7 @@ __all__ = [
     "batched",
     "check_cache_request",
     "check_name",
+    "default_ood_dataset",
     "default_flip",
     "distillation_set",
     "epochs",

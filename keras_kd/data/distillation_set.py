@@ -72,7 +72,7 @@ def distillation_set(
         cache_dir: root folder of disk caches (required for `"disk"`; with
             `"auto"`, the cache stays in memory when this is `None`).
         synthetic: a `keras_kd.data.SyntheticSource` (or a Keras generator
-            model) for the `gan` stage.
+            model) for the `gan` or `ood` stage.
         temperature: the distiller's temperature, required when the policy
             gives synthetic examples their own `synthetic_temperature`.
         drop_remainder: whether to drop each epoch's last partial batch.
@@ -252,7 +252,7 @@ class _Builder:
             if synthetic is not None:
                 raise ValueError(
                     f"A synthetic source was given but policy {self.policy.name!r} "
-                    "has no 'gan' stage to use it."
+                    "has no 'gan' or 'ood' stage to use it."
                 )
             return None
         if synthetic is None:

@@ -15,10 +15,13 @@ A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
   `perspective`, `grayscale`, `color_jitter`, `blur`;
 - `gan`: a `synthetic_fraction` of each batch is drawn from a synthetic source
   (a generator); those examples carry no hard label and are distilled at
-  `synthetic_temperature` (the distiller's temperature when `None`).
+  `synthetic_temperature` (the distiller's temperature when `None`);
+- `ood`: as `gan`, but the extra inputs are drawn from another dataset's
+  training inputs (out-of-distribution inputs, e.g. MNIST-1D with its
+  sequences shuffled, for MNIST-1D).
 
-Stages run in the order given; `gan` samples are added after the others,
-unaugmented, since each is a fresh draw already.
+Stages run in the order given; `gan` and `ood` inputs are added after the
+others, unaugmented.
 
 Each stage states the kinds of inputs it applies to (`"images"`, `"signals"`,
 `"features"`; see `keras_kd.data.DatasetInfo.kind`); a policy with a stage
@@ -126,8 +129,11 @@ register_stage("cutmix", lambda policy, _: [augment.CutMix(policy.mixup_alpha,
 for _name in ("rotation", "hflip", "vflip", "perspective", "grayscale", "color_jitter", "blur"):
     register_stage(_name, _ablation(_name), needs_rgb=_name == "grayscale")
 del _name
-# Synthetic examples are added by `distillation_set`, after the transforms.
+# Synthetic examples are added by `distillation_set`, after the transforms:
+# generator samples (gan), or inputs of another dataset (ood).
 register_stage("gan", _no_transforms, inputs=INPUT_KINDS)
+register_stage("ood", _no_transforms, inputs=INPUT_KINDS)
+SYNTHETIC_STAGES = ("gan", "ood")
 # Datasets of digits, where a mirror image is another symbol.
 _DIGIT_DATASETS = ("digits", "tfds:mnist", "tfds:emnist", "tfds:svhn_cropped")
 
@@ -153,7 +159,7 @@ class Policy:
         mixup_alpha: Beta(alpha, alpha) parameter of `mixup` and `cutmix`.
         mixup_portion: share of each batch that `mixup`/`cutmix` mix, in [0, 1].
         synthetic_fraction: share of each batch drawn from the synthetic
-            source when the policy has `gan`, in [0, 1] (0 adds none: the
+            source when the policy has `gan` or `ood`, in [0, 1] (0 adds none: the
             real-data end of a sweep; 1 leaves no real examples).
         synthetic_temperature: distillation temperature of synthetic examples
             (`None`: the distiller's own).
@@ -202,8 +208,13 @@ class Policy:
 
     @property
     def uses_synthetic(self):
-        """Whether batches include synthetic examples (`gan`)."""
-        return "gan" in self.stages
+        """Whether batches include examples of another source (`gan`, `ood`)."""
+        return self.synthetic_stage is not None
+
+    @property
+    def synthetic_stage(self):
+        """`"gan"` (generator samples), `"ood"` (another dataset's inputs) or `None`."""
+        return next((stage for stage in self.stages if stage in SYNTHETIC_STAGES), None)
 
     def validate(self, input_shape=None):
         """Raises a ValueError naming the first bad stage or setting.
@@ -221,6 +232,11 @@ class Policy:
         repeated = sorted({stage for stage in self.stages if self.stages.count(stage) > 1})
         if repeated:
             raise ValueError(f"Policy {self.name!r} repeats stage(s) {repeated}.")
+        sources = [stage for stage in self.stages if stage in SYNTHETIC_STAGES]
+        if len(sources) > 1:
+            raise ValueError(
+                f"Policy {self.name!r}: one source of extra inputs per policy; got {sources}."
+            )
         if "identity" in self.stages and len(self.stages) > 1:
             raise ValueError(
                 f"Policy {self.name!r}: 'identity' stands alone; drop it from a "

@@ -13,6 +13,7 @@ from keras_kd.experiments.results import result_row
 from keras_kd.experiments.results import summarize
 from keras_kd.experiments.results import summary_markdown
 from keras_kd.experiments.results import write_results
+from keras_kd.experiments.sweep import SCALES
 from keras_kd.experiments.sweep import Run
 from keras_kd.experiments.sweep import config_runs
 from keras_kd.experiments.sweep import expand_grids
@@ -23,6 +24,7 @@ from keras_kd.experiments.sweep import run_sweep
 from keras_kd.experiments.sweep import shard
 
 __all__ = [
+    "SCALES",
     "Run",
     "config_runs",
     "expand_grids",

@@ -27,7 +27,12 @@ def write_plots(rows, output_dir):
     - `fidelity_vs_epochs.png`: train and test fidelity after each epoch;
     - `fidelity_vs_lambda.png`: for students initialized between a random
       point and the teacher (`student_init=interpolate:LAMBDA`), fidelity and
-      the final distillation loss against `LAMBDA`.
+      the final distillation loss against `LAMBDA`;
+    - `agreement_vs_<setting>.png`: for a sweep of one numeric setting (the
+      seed aside), train and test agreement of student and control against it;
+    - `loss_plane.png`: for runs with a loss plane, the distillation loss on
+      the plane through the student's initial and final weights and the
+      teacher's, as contours (the first seed of each configuration).
     """
     if not rows:
         return []
@@ -38,11 +43,85 @@ def write_plots(rows, output_dir):
         ("train_vs_test_fidelity.png", lambda path: train_vs_test_fidelity(summary, path)),
         ("fidelity_vs_epochs.png", lambda path: fidelity_vs_epochs(rows, path)),
         ("fidelity_vs_lambda.png", lambda path: fidelity_vs_lambda(rows, path)),
+        ("loss_plane.png", lambda path: loss_planes(rows, path)),
     ):
         path = os.path.join(output_dir, name)
         if draw(path):
             written.append(path)
+    setting = numeric_axis(rows)
+    if setting:
+        path = os.path.join(output_dir, f"agreement_vs_{setting}.png")
+        if agreement_vs_setting(summary, setting, path):
+            written.append(path)
     return written
+
+
+def numeric_axis(rows):
+    """The one swept setting besides the seed, if it is numeric; else `None`."""
+    names = {name for row in rows for name in results_lib.configuration(row["settings"])}
+    if len(names) != 1:
+        return None
+    (name,) = names
+    values = [row["settings"].get(name) for row in rows]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return name if numeric and len(set(values)) > 1 else None
+
+
+def agreement_vs_setting(summary, setting, path):
+    """Train and test agreement (student and control) against a numeric setting."""
+    pyplot = _pyplot()
+    figure, axis = pyplot.subplots(figsize=(6.5, 4.2))
+    xs = [group["settings"][setting] for group in summary]
+    order = np.argsort(xs)
+    xs = np.array(xs, dtype=float)[order]
+    for metric, style, legend in (
+        ("train_agreement", "--o", "student, train"),
+        ("test_agreement", "-o", "student, test"),
+        ("train_control_agreement", "--s", "control, train"),
+        ("test_control_agreement", "-s", "control, test"),
+    ):
+        if not all(metric in group["metrics"] for group in summary):
+            continue
+        means = np.array([group["metrics"][metric][0] for group in summary])[order]
+        stds = np.array([group["metrics"][metric][1] for group in summary])[order]
+        axis.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=legend,
+                      color="tab:gray" if "control" in metric else "tab:blue")
+    axis.set_xlabel(setting)
+    axis.set_ylabel("top-1 agreement with the teacher")
+    axis.set_title(f"Agreement against {setting} (mean ± std over seeds)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def loss_planes(rows, path):
+    """Contours of the distillation loss on each configuration's plane."""
+    firsts = {}
+    for row in rows:
+        if row.get("loss_plane"):
+            firsts.setdefault(results_lib.label(row["settings"]), row["loss_plane"])
+    if not firsts:
+        return False
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, len(firsts), figsize=(5.2 * len(firsts), 4.4),
+                                   squeeze=False)
+    markers = {"student_init": ("o", "student start"), "student_final": ("*", "student end"),
+               "teacher": ("^", "teacher")}
+    for axis, (name, plane) in zip(axes[0], firsts.items()):
+        loss = np.log10(np.maximum(np.array(plane["loss"], dtype=float), 1e-6))
+        contours = axis.contourf(plane["x"], plane["y"], loss, levels=20, cmap="viridis")
+        figure.colorbar(contours, ax=axis, label="log10 distillation loss")
+        for point, (marker, legend) in markers.items():
+            x, y = plane["points"][point]
+            value = plane["point_loss"][point]
+            axis.plot(x, y, marker, color="white", markeredgecolor="black", markersize=11,
+                      label=f"{legend} ({value:.3g})")
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("along the student's path (weight-space distance)")
+        axis.set_ylabel("toward the teacher (weight-space distance)")
+        axis.legend(fontsize=7, loc="upper left")
+    figure.suptitle("Distillation loss on the plane through the student's and teacher's weights")
+    return _save(figure, path)
 
 
 def _grouped_bars(axis, summary, series, ylabel):

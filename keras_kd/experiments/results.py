@@ -18,12 +18,15 @@ SUMMARY_COLUMNS = (
     ("test_control_agreement", "control test agreement"),
     ("test_predictive_kl", "test KL"),
     ("test_control_predictive_kl", "control test KL"),
+    ("test_student_ece", "student test ECE"),
+    ("test_control_ece", "control test ECE"),
     ("test_teacher_nll", "teacher test NLL"),
     ("test_student_nll", "student test NLL"),
     ("test_control_nll", "control test NLL"),
     ("train_agreement", "train agreement"),
     ("train_control_agreement", "control train agreement"),
     ("train_predictive_kl", "train KL"),
+    ("start_train_agreement", "train agreement at start"),
     ("distill_agreement", "distill agreement"),
     ("distill_predictive_kl", "distill KL"),
     ("test_linear_cka", "test CKA"),
@@ -44,13 +47,18 @@ def result_row(experiment, run_id, settings, report, wall_s):
     Returns:
         A JSON-ready dict: `experiment`, `run_id`, `settings`, `metrics`
         (`<split>_<metric>`, e.g. `test_agreement`), `wall_s`, `config`,
-        `timing` and `history` (per-epoch logs).
+        `timing`, `history` (per-epoch logs) and `loss_plane` (or `None`).
+        An interpolated student's fidelity before training is in `metrics`
+        as `start_<split>_agreement` and `start_<split>_predictive_kl`.
     """
     metrics = {
         f"{split}_{name}": value
         for split, values in report["splits"].items()
         for name, value in values.items()
     }
+    for split, values in (report.get("student_start") or {}).items():
+        for name in ("agreement", "predictive_kl"):
+            metrics[f"start_{split}_{name}"] = values[name]
     members = report.get("teacher_members") or []
     if members:
         accuracies = [member["test_accuracy"] for member in members]
@@ -64,6 +72,7 @@ def result_row(experiment, run_id, settings, report, wall_s):
         "config": report["config"],
         "timing": report.get("timing", {}),
         "history": report.get("history", {}),
+        "loss_plane": report.get("loss_plane"),
     }
 
 

@@ -17,6 +17,12 @@ from keras_kd.experiments import plots
 from keras_kd.experiments import results as results_lib
 
 
+SCALES = ("study", "smoke")
+# Smoke scale: the first and the last point of each grid, one seed, every
+# model trained one epoch, so an experiment's code paths run in about a minute.
+SMOKE_SETTINGS = {"epochs": 1, "teacher_epochs": 1}
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """One run of a sweep.
@@ -82,7 +88,7 @@ def _format(value):
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def grid_runs(base, grids, seeds, output_dir):
+def grid_runs(base, grids, seeds, output_dir, scale="study"):
     """A sweep of `base` over grids of settings and seeds.
 
     Args:
@@ -91,6 +97,9 @@ def grid_runs(base, grids, seeds, output_dir):
             (`[{"temperature": [1.0, 4.0]}]`).
         seeds: the seeds every grid point runs with.
         output_dir: the sweep's folder; run `r` writes to `runs/<run id>`.
+        scale: `"study"` (as given) or `"smoke"`: the first and last point
+            of each grid, the first seed only, and `SMOKE_SETTINGS` over every
+            run's settings.
 
     Returns:
         A list of `Run`s, each config `base` with its settings applied and
@@ -103,10 +112,22 @@ def grid_runs(base, grids, seeds, output_dir):
     >>> [(run.run_id, run.config.distillation.temperature) for run in runs]
     [('temperature=1,seed=0', 1.0), ('temperature=4,seed=0', 4.0)]
     """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}; got {scale!r}.")
+    smoke, points = {}, expand_grids(grids, seeds)
+    if scale == "smoke":
+        names = config_lib.flag_paths(type(base))
+        smoke = {name: value for name, value in SMOKE_SETTINGS.items() if name in names}
+        points = []
+        for grid in grids or [{}]:
+            grid_points = expand_grids([grid], seeds[:1])
+            for point in (grid_points[0], grid_points[-1]):
+                if point not in points:
+                    points.append(point)
     runs = []
-    for settings in expand_grids(grids, seeds):
+    for settings in points:
         name = run_id(settings)
-        overrides = {**settings, "output_dir": os.path.join(output_dir, "runs", name)}
+        overrides = {**settings, **smoke, "output_dir": os.path.join(output_dir, "runs", name)}
         try:
             config = config_lib.override(base, overrides)
         except ValueError as error:

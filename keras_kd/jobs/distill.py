@@ -9,6 +9,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import config as config_lib
@@ -17,6 +18,7 @@ from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
 from keras_kd import initialization
+from keras_kd import loss_surface
 from keras_kd import models
 from keras_kd import training
 from keras_kd.distiller import Distiller
@@ -55,14 +57,17 @@ def run(config, verbose="auto"):
 
     Writes `<output_dir>/report.json` (`{"config", "dataset", "splits",
     "teacher_members", "control", "artifacts", "timing", "resumed_at_epoch",
-    "history", "student_start"}`: `config` holds every setting under its
+    "history", "student_start", "loss_plane"}`: `config` holds every setting under its
     flag name; `dataset` the dataset's sizes and generation settings;
     `splits` the metrics of each split (accuracy, ECE and NLL of teacher,
     student and control; agreement and predictive KL of the student and of
     the control with the teacher; ...); `control` the independent student's
     record; `history` the per-epoch logs, fidelity on the train and test
-    splits included; `student_start` the test fidelity of an interpolated
-    student before training), `<output_dir>/report.md`, and the student as
+    splits included; `student_start` the train and test fidelity of an
+    interpolated student before training; `loss_plane`, with
+    `config.loss_plane`, the distillation loss on the plane through the
+    student's initial and final weights and the teacher's, see
+    `keras_kd.loss_surface`), `<output_dir>/report.md`, and the student as
     `<output_dir>/saved_model` and `<output_dir>/student.keras`. Teachers are
     reused from (or saved to) the teachers folder, the control (unless
     `control.enabled` is off) from the controls folder. Fidelity is reported
@@ -98,9 +103,12 @@ def run(config, verbose="auto"):
     strategy = job.strategy
     batch_size = config.training.batch_size
 
+    teacher_data = teachers_lib.teacher_data(config, data)
+    # The student (and its control) learns from the distillation data.
+    distill_data = teacher_data if config.distillation_set.data == "teacher" else data
     with job.timed("teachers_s"):
         members = teachers_lib.ensemble_members(
-            config.teacher_spec(), data, config.teacher.members,
+            config.teacher_spec(), teacher_data, config.teacher.members,
             teachers_lib.teachers_dir(config, data.info.slug), verbose, config.runtime,
             os.path.join(job.backup_root, "teachers"),
         )
@@ -111,11 +119,11 @@ def run(config, verbose="auto"):
     if config.control.enabled:
         with job.timed("control_s"):
             control, control_record = control_lib.independent_student(
-                config, data, strategy, verbose, os.path.join(job.backup_root, "control"))
+                config, distill_data, strategy, verbose, os.path.join(job.backup_root, "control"))
 
     with job.timed("distillation_set_s"):
         distill_set = data_lib.distillation_set(
-            data.train,
+            distill_data.train,
             data.info.num_classes,
             policy,
             batch_size=batch_size,
@@ -147,6 +155,7 @@ def run(config, verbose="auto"):
                 config.student.arch, data.info.input_shape, data.info.num_classes
             )
             start = _initialize_student(student, config, data, teacher)
+            initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
             distiller = Distiller(
                 student, teacher, alpha=config.distillation.alpha,
                 temperature=config.distillation.temperature,
@@ -189,6 +198,11 @@ def run(config, verbose="auto"):
             distillation=config.distillation, representation=True, control=control,
         )
 
+    plane = None
+    if config.loss_plane:
+        with job.timed("loss_plane_s"):
+            plane = _loss_plane(student, teacher, initial_weights, distill_data, config)
+
     with job.timed("export_s"):
         artifacts = export.export_student(student, job.written_dir)
     artifacts["teachers"] = [member["path"] for member in members]
@@ -213,7 +227,8 @@ def run(config, verbose="auto"):
         "timing": job.timing,
         "resumed_at_epoch": initial_epoch,
         "resume_refused": job.resume_refused or None,
-        "student_start": {"test": start} if start else None,
+        "student_start": start,
+        "loss_plane": plane,
         "history": report_lib.read_history(history_path, config.student.epochs),
     }
     export.write_text(report_lib.report_markdown(report), artifacts["report_md"])
@@ -225,8 +240,8 @@ def run(config, verbose="auto"):
 def _initialize_student(student, config, data, teacher):
     """Interpolates the fresh student toward the teacher, if the config asks to.
 
-    Returns the interpolated student's fidelity on the test split (where
-    training starts from), or `None` for a random start.
+    Returns the interpolated student's fidelity where training starts from,
+    `{"train": ..., "test": ...}`, or `None` for a random start.
     """
     init = config.student.initialization()
     if init.interpolation is None:
@@ -239,8 +254,25 @@ def _initialize_student(student, config, data, teacher):
     initialization.interpolate_weights(student, target, init.interpolation)
     batch_size = config.training.batch_size
     initialization.reestimate_batch_norm(student, data_lib.batched(data.train, batch_size))
-    return evaluation.fidelity_metrics(
-        teacher, student, data_lib.batched(data.test, batch_size), num_bins=config.ece_bins
+    return {
+        split: evaluation.fidelity_metrics(
+            teacher, student, data_lib.batched(examples, batch_size), num_bins=config.ece_bins
+        )
+        for split, examples in (("train", data.train), ("test", data.test))
+    }
+
+
+def _loss_plane(student, teacher, initial_weights, data, config):
+    """The distillation loss on the plane through the student's initial and
+    final weights and its one-member teacher's, on the un-augmented
+    distillation data (see `keras_kd.loss_surface`)."""
+    inputs = np.concatenate([x for x, _ in data.train.batch(4096).as_numpy_iterator()])
+    member = teacher.members[0]
+    teacher_logits = member.predict(inputs, batch_size=1024, verbose=0)
+    final = loss_surface.flat_weights(student)
+    return loss_surface.loss_plane(
+        student, initial_weights, final, loss_surface.flat_weights(member), inputs,
+        teacher_logits, config.distillation.temperature, resolution=config.loss_plane,
     )
 
 
@@ -265,16 +297,41 @@ def _check_generator_record(path, data):
         )
 
 
+def _out_of_distribution_source(config, data):
+    """The `ood` stage's source: the training inputs of another dataset."""
+    name = config.distillation_set.ood_dataset_for(data.info.name)
+    if name is None:
+        raise ConfigError(
+            f"Policy {config.distillation_set.policy!r} draws out-of-distribution inputs, "
+            f"and dataset {data.info.name!r} has no default source of them; name one "
+            "with --ood_dataset (a dataset of the same input shape)."
+        )
+    other = data_lib.load(name, data_dir=config.data.data_dir)
+    if tuple(other.info.input_shape) != tuple(data.info.input_shape):
+        raise ConfigError(
+            f"The ood dataset {name!r} has inputs of shape {tuple(other.info.input_shape)}; "
+            f"dataset {data.info.name!r} has inputs of shape {tuple(data.info.input_shape)}."
+        )
+    inputs = np.concatenate([x for x, _ in other.train.batch(4096).as_numpy_iterator()])
+    source = data_lib.SyntheticSource.from_inputs(inputs)
+    source.description = f"training inputs of {name}"
+    return source
+
+
 def _policy_and_source(config, data):
     """The run's policy, checked against the data, and its synthetic source."""
     info = data.info
     policy = config.distillation_set.resolve(info.name)
     try:
         policy.validate(info.input_shape)
+        training.training_augmentation(config.teacher.augment, info.name).validate(
+            info.input_shape)
     except ValueError as error:
         raise ConfigError(f"Dataset {info.name!r}: {error}") from None
     if not policy.uses_synthetic:
         return policy, None
+    if policy.synthetic_stage == "ood":
+        return policy, _out_of_distribution_source(config, data)
     path = generator_path(config, info.slug)
     if not os.path.exists(path):
         raise ConfigError(
