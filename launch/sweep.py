@@ -11,7 +11,9 @@ student) under `<experiments_dir>/<experiment>/runs/<run id>`, and the
 sweep writes `results.csv`, `results.json`, `summary.md` and PNG plots
 beside them. A rerun skips finished runs and resumes the one a kill
 interrupted. `--dry_run` prints the runs, one line each, as the
-launch.distill command that does the same run.
+launch.distill command that does the same run. `--scale=smoke` runs the
+same grid with one seed and every model trained for one epoch (about a
+minute; what the tests run), into `<experiment>-smoke`.
 
 To split a sweep across hosts (a cluster's array job), run
 `--shard=i/N` on host i of N (i from 0): each runs every N-th run into the
@@ -45,6 +47,15 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds every grid point runs with.")
 flags.DEFINE_bool("dry_run", False, "Print the runs, one line each, and stop.")
+flags.DEFINE_enum(
+    "scale", "study", list(experiments.SCALES),
+    "study: the experiment as its flagfile sets it. smoke: the same grid, one seed, "
+    "every model trained 1 epoch (a GAN 1 epoch), into <experiment>-smoke; for tests.",
+)
+flags.DEFINE_integer(
+    "gan_epochs", None, "Epochs of the GAN a gan policy needs, when there is none yet "
+    "(default: launch.train_gan's).", lower_bound=1,
+)
 flags.DEFINE_string(
     "experiments_dir", None,
     "Root of sweep folders (default <saved_models_dir>/experiments).",
@@ -137,7 +148,7 @@ def planned_runs(output_dir):
     except ValueError:
         raise app.UsageError(f"--seeds must be integers; got {FLAGS.seeds}.")
     try:
-        return experiments.grid_runs(base, grids, seeds, output_dir)
+        return experiments.grid_runs(base, grids, seeds, output_dir, scale=FLAGS.scale)
     except ValueError as error:
         raise app.UsageError(f"{FLAGS.experiment or 'sweep'}: {error}")
 
@@ -189,8 +200,11 @@ def ensure_generators(runs, verbose):
               "see launch.train_gan.")
         gan_config = jobs.GANConfig(
             data=config.data, output=jobs.Output(saved_models_dir=config.output.saved_models_dir),
-            runtime=config.runtime,
+            runtime=config.runtime, teacher=config.teacher, training=config.training,
         )
+        epochs = 1 if FLAGS.scale == "smoke" else FLAGS.gan_epochs
+        if epochs:
+            gan_config = config_lib.override(gan_config, {"epochs": epochs})
         config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose)
 
 
@@ -213,7 +227,7 @@ def main(argv):
     config_flags.configure_logging()
     name = FLAGS.experiment or "sweep"
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
-    output_dir = os.path.join(root, name)
+    output_dir = os.path.join(root, name if FLAGS.scale == "study" else f"{name}-{FLAGS.scale}")
     runs = planned_runs(output_dir)
     description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
     if FLAGS.merge:

@@ -24,8 +24,9 @@ EXPERIMENTS = sorted(
 
 def test_the_study_has_its_experiments():
     assert EXPERIMENTS == [
-        "augmentation", "ensemble_size", "mnist1d", "optimization", "self_distillation",
-        "temperature_alpha",
+        "augmentation", "capacity", "data_recycling", "digits_augmentation", "digits_success",
+        "ensemble_size", "gan_growth", "initialization", "loss_surface", "optimization",
+        "self_distillation", "temperature_alpha",
     ]
 
 
@@ -55,15 +56,51 @@ def test_every_experiment_lists_its_runs(tmp_path, capsys, experiment):
     assert not (tmp_path / "experiments").exists()  # a dry run trains and writes nothing
 
 
-def test_optimization_interpolates_toward_both_targets(tmp_path, capsys):
-    out = "\n".join(_dry_run(capsys, "--experiment=optimization", "--dry_run", "--seeds=0",
+def _planned_configs(tmp_path, experiment):
+    from launch import sweep as sweep_app
+
+    sweep_app.FLAGS.unparse_flags()
+    sweep_app.parse_flags(["sweep", f"--experiment={experiment}",
+                           f"--saved_models_dir={tmp_path}"])
+    return sweep_app.planned_runs(str(tmp_path))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiments_run_in_the_papers_settings(tmp_path, experiment):
+    runs = _planned_configs(tmp_path, experiment)
+    assert {run.settings["seed"] for run in runs} == {0, 1, 2}
+    for run in runs:
+        config, teacher = run.config, run.config.teacher_spec()
+        # Teachers: SGD (Nesterov) at lr 0.05, weight decay 1e-4, augmented data.
+        assert (teacher.optimizer, teacher.lr, teacher.weight_decay) == ("sgd", 0.05, 1e-4)
+        assert teacher.augment in ("shift", "crop_flip")
+        student = config.student_spec()
+        if "optimizer" not in run.settings:  # Adam only where it is the variable
+            assert (student.optimizer, config.training.lr) == ("sgd", 0.05)
+        if experiment != "capacity":  # students of the members' architecture
+            assert student.arch == teacher.arch
+        assert config.control.enabled
+
+
+def test_the_initialization_experiment_scales_the_learning_rate(tmp_path, capsys):
+    out = "\n".join(_dry_run(capsys, "--experiment=initialization", "--dry_run", "--seeds=0",
                              f"--saved_models_dir={tmp_path}"))
-    for lam in ("0", "0.25", "0.5", "0.75", "0.9", "1"):
+    for lam in ("0", "0.25", "0.375", "0.5", "0.75", "0.9"):
         assert f"--student_init=interpolate:{lam} " in out
     assert "--student_init_from=teacher_init" in out
-    assert "--optimizer=sgd" in out and "--epochs=45" in out
-    # The teacher is trained the same way in every run, SGD runs included.
-    assert out.count("--teacher_optimizer=adam --teacher_lr=0.002") == out.count("\n") + 1
+    assert out.count("--init_scales_lr") == out.count("--student_arch=resnet8_ln") == 7
+
+
+def test_smoke_scale_runs_each_grid_s_ends_for_one_epoch_and_one_seed(tmp_path, capsys):
+    out = _dry_run(capsys, "--experiment=gan_growth", "--dry_run", "--scale=smoke",
+                   f"--saved_models_dir={tmp_path}")
+    assert [line.split("\t")[0] for line in out] == [
+        "members=1,policy=identity,seed=0", "members=3,policy=identity,seed=0",
+        "members=1,policy=gan,synthetic_fraction=0.5,seed=0",
+        "members=3,policy=gan,synthetic_fraction=0.8,seed=0",
+    ]
+    assert all("--epochs=1 " in line and "--teacher_epochs=1 " in line for line in out)
+    assert all(f"{tmp_path}/experiments/gan_growth-smoke/runs/" in line for line in out)
 
 
 @pytest.mark.slow
@@ -71,7 +108,7 @@ def test_an_experiment_on_the_command_line_reads_like_launch_distill():
     result = _run("sweep", "--experiment=self_distillation", "--dry_run", "--seeds=4",
                   "--epochs=3")
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2  # two grids, one seed; the command line overrides the flagfile
+    assert len(lines) == 2  # two ensemble sizes, one seed; the command line overrides the flagfile
     assert all("--epochs=3 " in line and "--seed=4 " in line for line in lines)
 
 
@@ -230,3 +267,40 @@ def test_two_shards_merge_into_the_results_of_one_sweep(tmp_path):
         assert merged[run_id] == pytest.approx(metrics, abs=1e-6), run_id
     summary = (sharded / "summary.md").read_text()
     assert "| members=1 | 1 |" in summary and "| members=2 | 1 |" in summary
+
+
+@pytest.fixture(scope="module")
+def shared_saved_models(tmp_path_factory):
+    """One saved_models folder for the smoke runs, so experiments that share
+    teachers, controls or a GAN reuse them, as a study run on one machine does."""
+    return tmp_path_factory.mktemp("study")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_at_smoke_scale(shared_saved_models, experiment):
+    _run("sweep", f"--experiment={experiment}", "--scale=smoke", "--verbose=0",
+         f"--saved_models_dir={shared_saved_models}")
+    sweep_dir = shared_saved_models / "experiments" / f"{experiment}-smoke"
+    with open(sweep_dir / "results.json") as f:
+        rows = json.load(f)
+    assert rows and all(row["settings"]["seed"] == 0 for row in rows)
+    for row in rows:
+        assert row["config"]["epochs"] == row["config"]["teacher_epochs"] == 1
+        assert 0 <= row["metrics"]["test_control_agreement"] <= 1  # the control, every run
+        assert 0 <= row["metrics"]["train_agreement"] <= 1
+    assert (sweep_dir / "agreement_accuracy.png").is_file()
+    assert "control test agreement" in (sweep_dir / "summary.md").read_text()
+    if experiment == "initialization":
+        assert (sweep_dir / "fidelity_vs_lambda.png").is_file()
+        assert all("start_train_agreement" in row["metrics"] for row in rows)
+    if experiment == "loss_surface":
+        (row,) = rows
+        plane = row["loss_plane"]
+        assert plane["point_loss"]["teacher"] < 1e-5 and len(plane["x"]) == 15
+        assert (sweep_dir / "loss_plane.png").is_file()
+    if experiment == "data_recycling":
+        by_data = {row["settings"]["distill_data"]: row for row in rows}
+        assert by_data["teacher"]["config"]["teacher_data_fraction"] == 0.5
+        assert by_data["teacher"]["config"]["teachers_dir"] == by_data["all"]["config"][
+            "teachers_dir"]
