@@ -30,4 +30,6 @@ def test_the_example_notebook_runs(tmp_path):
     assert any("image/png" in output.get("data", {}) for output in outputs)
     exported = tmp_path / "saved_models" / "notebook" / "student_saved_model"
     assert (exported / "saved_model.pb").is_file()
+    smoke = tmp_path / "saved_models" / "experiments" / "loss_surface-smoke"
+    assert (smoke / "loss_plane.png").is_file() and "# Experiment `loss_surface`" in text
     shutil.rmtree(tmp_path / "saved_models")
