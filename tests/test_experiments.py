@@ -116,3 +116,29 @@ def test_lambda_plot_is_drawn_for_interpolated_students(tmp_path):
     written = experiments.write_plots(rows, str(tmp_path))
     assert os.path.join(str(tmp_path), "fidelity_vs_lambda.png") in written
     assert len(written) == 4
+
+
+@pytest.mark.slow
+def test_a_numeric_sweep_a_loss_plane_and_calibration_are_plotted(tmp_path):
+    rows = []
+    for epochs in (10, 30):
+        for seed in (0, 1):
+            report = _report(0.8 + 0.005 * epochs, 0.9)
+            for split in report["splits"].values():
+                split.update(control_agreement=0.85, student_nll=0.5, control_nll=0.4,
+                             student_ece=0.05, control_ece=0.03)
+            report["loss_plane"] = {
+                "x": [0.0, 1.0, 2.0], "y": [0.0, 1.0], "loss": [[1.0, 0.5, 0.2], [0.3, 0.1, 0.4]],
+                "points": {"student_init": [0.0, 0.0], "student_final": [2.0, 0.0],
+                           "teacher": [1.0, 1.0]},
+                "point_loss": {"student_init": 1.0, "student_final": 0.2, "teacher": 0.0},
+            }
+            settings = {"epochs": epochs, "seed": seed}
+            rows.append(results.result_row("opt", experiments.run_id(settings), settings,
+                                           report, 1.0))
+    assert rows[0]["loss_plane"]["point_loss"]["teacher"] == 0.0
+    written = {os.path.basename(path) for path in experiments.write_plots(rows, str(tmp_path))}
+    assert {"agreement_vs_epochs.png", "calibration_vs_fidelity.png",
+            "loss_plane.png"} <= written
+    assert experiments.plots.numeric_axis(rows) == "epochs"
+    assert experiments.plots.numeric_axis([{"settings": {"policy": "gan", "seed": 0}}]) is None

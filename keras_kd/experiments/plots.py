@@ -30,6 +30,8 @@ def write_plots(rows, output_dir):
       the final distillation loss against `LAMBDA`;
     - `agreement_vs_<setting>.png`: for a sweep of one numeric setting (the
       seed aside), train and test agreement of student and control against it;
+    - `calibration_vs_fidelity.png`: each run's student (and control) test
+      NLL and ECE against its test agreement with the teacher;
     - `loss_plane.png`: for runs with a loss plane, the distillation loss on
       the plane through the student's initial and final weights and the
       teacher's, as contours (the first seed of each configuration).
@@ -43,6 +45,7 @@ def write_plots(rows, output_dir):
         ("train_vs_test_fidelity.png", lambda path: train_vs_test_fidelity(summary, path)),
         ("fidelity_vs_epochs.png", lambda path: fidelity_vs_epochs(rows, path)),
         ("fidelity_vs_lambda.png", lambda path: fidelity_vs_lambda(rows, path)),
+        ("calibration_vs_fidelity.png", lambda path: calibration_vs_fidelity(rows, path)),
         ("loss_plane.png", lambda path: loss_planes(rows, path)),
     ):
         path = os.path.join(output_dir, name)
@@ -91,6 +94,33 @@ def agreement_vs_setting(summary, setting, path):
     axis.set_title(f"Agreement against {setting} (mean ± std over seeds)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def calibration_vs_fidelity(rows, path):
+    """Test NLL and ECE of each run's student and control against test agreement."""
+    if not any("test_student_nll" in row["metrics"] for row in rows):
+        return False
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    colors = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = list(dict.fromkeys(results_lib.label(row["settings"]) for row in rows))
+    for axis, metric, ylabel in ((axes[0], "nll", "test NLL"), (axes[1], "ece", "test ECE")):
+        for index, name in enumerate(labels):
+            members = [row["metrics"] for row in rows
+                       if results_lib.label(row["settings"]) == name]
+            axis.scatter([m["test_agreement"] for m in members],
+                         [m[f"test_student_{metric}"] for m in members],
+                         color=colors[index % len(colors)], label=name, s=25)
+        controls = [row["metrics"] for row in rows if "test_control_agreement" in row["metrics"]]
+        axis.scatter([m["test_control_agreement"] for m in controls],
+                     [m[f"test_control_{metric}"] for m in controls], marker="x",
+                     color="gray", label="control", s=25)
+        axis.set_xlabel("test agreement with the teacher")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("Calibration against fidelity (one point per run)")
     return _save(figure, path)
 
 
