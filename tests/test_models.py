@@ -35,7 +35,8 @@ def test_resnet_variants_scale_the_width_and_swap_the_normalization():
     assert wide.get_layer("stage3_block1_2_conv").filters == 128
     assert 3.5 < wide.count_params() / base.count_params() < 4.1  # ~4x: width squared
     kinds = {type(layer).__name__ for layer in layer_norm.layers}
-    assert "LayerNormalization" in kinds and "BatchNormalization" not in kinds
+    assert "GroupNormalization" in kinds and "BatchNormalization" not in kinds
+    assert layer_norm.get_layer("stem_ln").groups == 1  # LayerNorm over positions and channels
     # No batch statistics: every weight trains, so weight averages are networks.
     assert not layer_norm.non_trainable_weights
     with pytest.raises(ValueError, match="width factor _w<k> needs k >= 1"):

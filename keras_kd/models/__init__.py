@@ -5,7 +5,8 @@
 - `resnet<depth>`: CIFAR-style ResNets, depth = 6n + 2 (`resnet8`, `resnet20`,
   `resnet56`, ...), stages of 16/32/64 filters; `resnet<depth>_w<k>` has k
   times the filters, and a `_ln` suffix (`resnet8_ln`, `resnet8_w2_ln`)
-  normalizes with LayerNorm, which keeps no batch statistics, so a weighted
+  normalizes with LayerNorm (over each layer's positions and channels: a
+  GroupNorm of one group), which keeps no batch statistics, so a weighted
   mean of two such networks is itself a well-defined network;
 - `cnn`: a small VGG-style convolutional network;
 - `mlp`: a multilayer perceptron (any input rank);

@@ -30,8 +30,11 @@ def spatial_layers(input_shape, name):
 
 def _normalization(kind, name):
     if kind == "layer":
-        # Over the channels of each position, as a BatchNorm's per-channel scale.
-        return layers.LayerNormalization(name=f"{name}_ln")
+        # LayerNorm of a convolutional layer: over all its positions and channels
+        # at once (GroupNorm with one group, Wu & He 2018), a scale and offset per
+        # channel. Normalizing each position's channels alone would erase the
+        # local amplitude a signal's shape is made of.
+        return layers.GroupNormalization(groups=1, name=f"{name}_ln")
     # Synchronized statistics make a step under N replicas match one device.
     return layers.BatchNormalization(synchronized=True, name=f"{name}_bn")
 
@@ -67,7 +70,7 @@ def cifar_resnet(depth, input_shape, num_classes, name=None, width=1, normalizat
     with stride 2. Shortcuts that change shape are 1x1 convolutions (option
     B). On signals `(length, channels)` every convolution is 1-D (kernel 3,
     or 1). `normalization` is `"batch"` (BatchNorm) or `"layer"` (LayerNorm
-    over channels, no batch statistics).
+    over each layer's positions and channels, no batch statistics).
     """
     if normalization not in ("batch", "layer"):
         raise ValueError(f"normalization must be 'batch' or 'layer'; got {normalization!r}.")
