@@ -87,8 +87,9 @@ def test_the_initialization_experiment_scales_the_learning_rate(tmp_path, capsys
                              f"--saved_models_dir={tmp_path}"))
     for lam in ("0", "0.25", "0.375", "0.5", "0.75", "0.9"):
         assert f"--student_init=interpolate:{lam} " in out
-    assert "--student_init_from=teacher_init" in out
-    assert out.count("--init_scales_lr") == out.count("--student_arch=resnet8_ln") == 7
+    # From exactly the teacher's initial weights (its Table 1), at the unscaled rate.
+    assert "--student_init=interpolate:1 --student_init_from=teacher_init --seed" in out
+    assert out.count("--init_scales_lr") == 6 and out.count("--student_arch=resnet8_ln") == 7
 
 
 def test_smoke_scale_runs_each_grid_s_ends_for_one_epoch_and_one_seed(tmp_path, capsys):
