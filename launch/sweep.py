@@ -10,7 +10,10 @@ point runs once per seed, in process, writing its run folder (report,
 student) under `<experiments_dir>/<experiment>/runs/<run id>`, and the
 sweep writes `results.csv`, `results.json`, `summary.md` and PNG plots
 beside them. A rerun skips finished runs and resumes the one a kill
-interrupted. `--dry_run` prints the runs, one line each, as the
+interrupted; a run whose settings, data or code changed since its result was
+written runs again. With `--reuse` (the default) a run identical to one any
+sweep under `--experiments_dir` finished takes that result instead of
+training again. `--dry_run` prints the runs, one line each, as the
 launch.distill command that does the same run. `--scale=smoke` runs the
 same grid with one seed and every model trained for one epoch (about a
 minute; what the tests run), into `<experiment>-smoke`.
@@ -67,11 +70,19 @@ flags.DEFINE_string(
     "tables are written until --merge.",
 )
 flags.DEFINE_bool(
+    "reuse", True, "Reuse a finished run's result, from this or any sweep under "
+    "--experiments_dir, for a run that computes the same thing (the same settings, data, "
+    "GAN and keras_kd version) instead of training it again.",
+)
+flags.DEFINE_bool(
     "merge", False, "Write the tables and plots of every run from the run folders (after "
     "the shards are done); runs nothing.",
 )
 
 FLAGS = flags.FLAGS
+
+# Under --experiments_dir: every finished run's result, by its content key.
+REUSE_FOLDER = "results_by_key"
 
 config_flags.define_config_flags(jobs.DistillConfig)
 
@@ -208,6 +219,17 @@ def ensure_generators(runs, verbose):
         config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose)
 
 
+def run_status(run, output_dir, reuse_dir):
+    """`done`, `reuse` (an identical run's result is kept) or `todo`."""
+    key = jobs.distill.result_key(run.config)
+    if experiments.sweep.stored_row(experiments.sweep.result_path(output_dir, run), key)[0]:
+        return "done"
+    if reuse_dir and experiments.sweep.stored_row(
+            experiments.sweep.reuse_path(reuse_dir, key), key)[0]:
+        return "reuse"
+    return "todo"
+
+
 def experiment_description(name):
     """The comment lines at the top of the experiment's flagfile, as Markdown."""
     path = os.path.join(EXPERIMENTS_DIR, f"{name}.cfg")
@@ -229,6 +251,7 @@ def main(argv):
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name if FLAGS.scale == "study" else f"{name}-{FLAGS.scale}")
     runs = planned_runs(output_dir)
+    reuse_dir = os.path.join(root, REUSE_FOLDER) if FLAGS.reuse else None
     description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
     if FLAGS.merge:
         return merge(runs, output_dir, description)
@@ -237,15 +260,14 @@ def main(argv):
         runs = experiments.shard(runs, index, count)
     if FLAGS.dry_run:
         for run in runs:
-            done = os.path.exists(experiments.sweep.result_path(output_dir, run))
-            print(f"{run.run_id}\t{'done' if done else 'todo'}\t{command(run)}")
+            print(f"{run.run_id}\t{run_status(run, output_dir, reuse_dir)}\t{command(run)}")
         return
     ensure_generators(runs, config_flags.verbosity())
     rows = config_flags.run_or_exit(
         experiments.run_sweep, runs, output_dir,
         lambda config: jobs.distill.run(config, verbose=config_flags.verbosity()),
         experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
-        tables=not FLAGS.shard,
+        tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
     )
     if FLAGS.shard:
         print(f"shard {FLAGS.shard}: {len(rows)} runs finished in {output_dir}/runs; once "
@@ -258,7 +280,7 @@ def main(argv):
 
 def merge(runs, output_dir, description):
     """Writes the tables and plots of all `runs` from their run folders."""
-    rows, missing = experiments.finished_rows(runs, output_dir)
+    rows, missing = experiments.finished_rows(runs, output_dir, key=jobs.distill.result_key)
     if missing:
         raise app.UsageError(
             f"--merge: {len(missing)} of {len(runs)} runs have no result in {output_dir}/runs "

@@ -142,3 +142,57 @@ def test_a_numeric_sweep_a_loss_plane_and_calibration_are_plotted(tmp_path):
             "loss_plane.png"} <= written
     assert experiments.plots.numeric_axis(rows) == "epochs"
     assert experiments.plots.numeric_axis([{"settings": {"policy": "gan", "seed": 0}}]) is None
+
+
+def _keyed_job(calls):
+    def job(config):
+        calls.append(config)
+        report = _report(0.9, 0.95)
+        report["config"]["output_dir"] = f"elsewhere/{config}"
+        return report
+    return job
+
+
+def _runs(configs):
+    return [experiments.Run(experiments.run_id({"x": i, "seed": 0}), {"x": i, "seed": 0}, c)
+            for i, c in enumerate(configs)]
+
+
+def test_a_sweep_reuses_identical_runs_of_any_sweep_by_their_key(tmp_path):
+    calls, reuse_dir = [], str(tmp_path / "by_key")
+    sweep = dict(job=_keyed_job(calls), key=lambda config: f"key-{config}",
+                 reuse_dir=reuse_dir, plot=False, tables=False)
+    first = experiments.run_sweep(_runs(["a", "b"]), str(tmp_path / "first"), experiment="one",
+                                  log=lambda _: None, **sweep)
+    lines = []
+    second = experiments.run_sweep(_runs(["b", "c"]), str(tmp_path / "second"),
+                                   experiment="two", log=lines.append, **sweep)
+    assert calls == ["a", "b", "c"]  # "b" was computed once, by the first sweep
+    assert lines[0] == "[1/2] x=0,seed=0: reused the identical run elsewhere/b"
+    assert second[0]["metrics"] == first[1]["metrics"]
+    assert (second[0]["experiment"], second[0]["run_id"]) == ("two", "x=0,seed=0")
+    assert second[0]["reused_from"] == "elsewhere/b" and "reused_from" not in second[1]
+    with open(tmp_path / "second" / "runs" / "x=0,seed=0" / "result.json") as f:
+        assert json.load(f)["settings"] == {"x": 0, "seed": 0}
+    with pytest.raises(ValueError, match="reuse_dir needs a key"):
+        experiments.run_sweep(_runs(["a"]), str(tmp_path), _keyed_job([]), reuse_dir=reuse_dir)
+
+
+def test_a_sweep_reruns_results_of_other_settings_and_damaged_ones(tmp_path):
+    calls, lines = [], []
+    runs, output_dir = _runs(["a", "b"]), str(tmp_path)
+    experiments.run_sweep(runs, output_dir, _keyed_job(calls), key=lambda c: f"v1-{c}",
+                          plot=False, tables=False, log=lambda _: None)
+    (tmp_path / "runs" / "x=1,seed=0" / "result.json").write_text('{"metrics": {')
+    rows = experiments.run_sweep(runs, output_dir, _keyed_job(calls), key=lambda c: f"v1-{c}",
+                                 plot=False, tables=False, log=lines.append)
+    assert calls == ["a", "b", "b"] and rows[1]["key"] == "v1-b"
+    assert lines[0].endswith("finished earlier, skipped")
+    assert "unreadable" in lines[1] and lines[1].endswith("running it again")
+    lines.clear()
+    experiments.run_sweep(runs, output_dir, _keyed_job(calls), key=lambda c: f"v2-{c}",
+                          plot=False, tables=False, log=lines.append)
+    assert calls == ["a", "b", "b", "a", "b"]
+    assert "computed from other settings, data or code (key 'v1-a', now 'v2-a')" in lines[0]
+    rows, missing = experiments.finished_rows(runs, output_dir, key=lambda c: f"v1-{c}")
+    assert rows == [] and missing == ["x=0,seed=0", "x=1,seed=0"]

@@ -165,6 +165,22 @@ def test_a_generator_changed_since_its_record_or_of_other_data_is_refused(tmp_pa
     assert not os.path.exists(tmp_path / "saved")
 
 
+def test_a_runs_result_key_follows_its_settings_data_and_generator_not_its_folder(tmp_path):
+    generator = tmp_path / "generator.keras"
+    generator.write_bytes(b"first")
+    base = config_lib.build(jobs.DistillConfig, {"policy": "gan", "generator": str(generator)})
+    key = jobs.distill.result_key(base)
+
+    def key_with(**settings):
+        return jobs.distill.result_key(config_lib.override(base, settings))
+
+    assert key_with(output_dir=str(tmp_path / "a"), saved_models_dir=str(tmp_path)) == key
+    assert len({key, key_with(seed=1), key_with(temperature=2.0),
+                key_with(dataset="mnist1d:num_train=100,num_test=50")}) == 4
+    generator.write_bytes(b"retrained")
+    assert jobs.distill.result_key(base) != key
+
+
 @pytest.mark.parametrize("settings, message", [
     ({}, "dataset 'digits' has no default source of them; name one with --ood_dataset"),
     ({"ood_dataset": "mnist1d:num_train=20,num_test=10"},

@@ -186,22 +186,50 @@ def shard(runs, index, count):
     return runs[index::count]
 
 
-def finished_rows(runs, output_dir):
+def finished_rows(runs, output_dir, key=None):
     """`(rows, missing)`: the result rows of the finished runs, in `runs` order,
-    and the run ids with no result yet (to merge the shards of a sweep)."""
+    and the run ids with no result to trust yet (to merge the shards of a
+    sweep); `key` as `run_sweep` takes it."""
     rows, missing = [], []
     for run in runs:
-        path = result_path(output_dir, run)
-        if not os.path.exists(path):
+        row, _ = stored_row(result_path(output_dir, run), key(run.config) if key else None)
+        if row is None:
             missing.append(run.run_id)
-            continue
-        with open(path) as f:
-            rows.append(json.load(f))
+        else:
+            rows.append(row)
     return rows, missing
 
 
+def stored_row(path, key=None):
+    """`(row, problem)`: the result row kept at `path`, if it can be trusted.
+
+    `row` is `None` when there is no file (`problem` is then `None` too), or
+    when the file is unreadable or, given a `key`, was recorded under another
+    key: `problem` then says which, so the run is done again instead of being
+    trusted.
+    """
+    if not os.path.exists(path):
+        return None, None
+    try:
+        with open(path) as f:
+            row = json.load(f)
+    except (OSError, ValueError) as error:
+        return None, f"its result {path} is unreadable ({error})"
+    if not isinstance(row, dict) or "metrics" not in row:
+        return None, f"its result {path} is not a result row"
+    if key is not None and row.get("key") != key:
+        return None, (f"its result was computed from other settings, data or code "
+                      f"(key {row.get('key')!r}, now {key!r})")
+    return row, None
+
+
+def reuse_path(reuse_dir, key):
+    """Where a result is kept by its content key, for any sweep to reuse."""
+    return os.path.join(reuse_dir, f"{key}.json")
+
+
 def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True,
-              tables=True):
+              tables=True, key=None, reuse_dir=None):
     """Runs each unfinished run with `job`, then writes the sweep's results.
 
     A run is finished once `runs/<run_id>/result.json` exists; it is written
@@ -209,6 +237,14 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
     in progress (and `keras_kd.jobs.distill.run` resumes that one from its
     backups). After every run the tables are rewritten, so they always hold
     what is finished; the plots are drawn once all runs are.
+
+    With a `key`, each row records its run's content key, and a kept result
+    counts as finished only if its key is the run's: one computed before the
+    run's settings, data or code changed, or an unreadable one, is run again.
+    With a `reuse_dir` too, every result is also kept there by its key, and a
+    run whose key is there takes that result (from this sweep or any other
+    sharing the folder) instead of computing it again; its row says where
+    the result was computed (`reused_from`, that run's folder).
 
     Args:
         runs: `Run`s with unique `run_id`s.
@@ -221,6 +257,10 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         plot: whether to draw the PNG plots.
         tables: whether to write the tables (off for one shard of a sweep,
             whose tables are written when the shards are merged).
+        key: called as `key(run.config)`; a digest of everything the run's
+            result depends on (`keras_kd.jobs.distill.result_key`).
+        reuse_dir: a folder of results kept by key, shared across sweeps;
+            needs `key`.
 
     Returns:
         The result rows, in `runs` order.
@@ -229,29 +269,54 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
     if len(set(ids)) != len(ids):
         duplicated = sorted({name for name in ids if ids.count(name) > 1})
         raise ValueError(f"Run ids must be unique; repeated: {duplicated}.")
+    if reuse_dir is not None and key is None:
+        raise ValueError("run_sweep: reuse_dir needs a key to find results by.")
     rows = []
     for index, run in enumerate(runs):
         path = result_path(output_dir, run)
         prefix = f"[{index + 1}/{len(runs)}] {run.run_id}"
-        if os.path.exists(path):
-            with open(path) as f:
-                rows.append(json.load(f))
+        run_key = key(run.config) if key else None
+        row, problem = stored_row(path, run_key)
+        if row is not None:
+            rows.append(row)
             log(f"{prefix}: finished earlier, skipped")
             continue
-        started = time.perf_counter()
-        report = job(run.config)
-        seconds = time.perf_counter() - started
-        row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
-        export.write_json(row, path)
+        if problem:
+            log(f"{prefix}: {problem}; running it again")
+        row = _reused_row(reuse_dir, run_key, experiment, run) if reuse_dir else None
+        if row is not None:
+            export.write_json(row, path)
+            log(f"{prefix}: reused the identical run {row['reused_from']}")
+        else:
+            started = time.perf_counter()
+            report = job(run.config)
+            seconds = time.perf_counter() - started
+            row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
+            if run_key is not None:
+                row["key"] = run_key
+            export.write_json(row, path)
+            if reuse_dir:
+                export.write_json(row, reuse_path(reuse_dir, run_key))
+            log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
+            # Each run builds fresh models; drop the last run's graphs and names.
+            keras.backend.clear_session()
+            gc.collect()
         rows.append(row)
         if tables:
             results_lib.write_results(rows, output_dir, description)
-        log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
-        # Each run builds fresh models; drop the last run's graphs and names.
-        keras.backend.clear_session()
-        gc.collect()
     if tables:
         results_lib.write_results(rows, output_dir, description)
     if plot:
         plots.write_plots(rows, output_dir)
     return rows
+
+
+def _reused_row(reuse_dir, key, experiment, run):
+    """The row kept under `key` in `reuse_dir`, renamed for `run`, or None."""
+    row, _ = stored_row(reuse_path(reuse_dir, key), key)
+    if row is None:
+        return None
+    return {
+        **row, "experiment": experiment, "run_id": run.run_id, "settings": dict(run.settings),
+        "reused_from": row.get("reused_from") or row["config"].get("output_dir"),
+    }

@@ -5,6 +5,8 @@ from a notebook or a sweep to get the same run and the same files.
 """
 
 import dataclasses
+import functools
+import hashlib
 import json
 import os
 
@@ -29,6 +31,7 @@ from keras_kd.jobs import outline
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
 from keras_kd.jobs import teachers as teachers_lib
+from keras_kd.version import __version__
 
 
 def output_dir(config, dataset_slug):
@@ -50,6 +53,38 @@ def generator_path(config, dataset_slug):
     return config.distillation_set.generator or os.path.join(
         config.output.saved_models_dir, dataset_slug, "gan", "generator.keras"
     )
+
+
+def result_key(config):
+    """A digest of what a distill run computes from: every setting but where it
+    writes and how it runs, the data's content, the GAN file its `gan` stage
+    samples (if any) and keras_kd's version.
+
+    Two runs with one key compute the same result, so a sweep may reuse one's
+    result for the other (`keras_kd.experiments.run_sweep`'s `key`).
+
+    Example:
+
+    >>> base = keras_kd.jobs.DistillConfig()
+    >>> moved = keras_kd.config.override(base, {"output_dir": "elsewhere"})
+    >>> result_key(base) == result_key(moved)
+    True
+    """
+    slug, data_digest = _data_identity(config.data.dataset, config.data.data_dir)
+    inputs = {"settings": configs.config_hash(config, length=64), "data": data_digest,
+              "keras_kd": __version__}
+    if "gan" in config.distillation_set.resolve(config.data.dataset).stages:
+        path = generator_path(config, slug)
+        inputs["generator"] = export.file_digest(path) if os.path.exists(path) else None
+    encoded = json.dumps(inputs, sort_keys=True).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _data_identity(dataset, data_dir):
+    """`(slug, digest)` of a dataset, loaded once per process for the keys of a sweep."""
+    data = data_lib.load(dataset, data_dir=data_dir)
+    return data.info.slug, data.digest
 
 
 def run(config, verbose="auto"):
