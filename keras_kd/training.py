@@ -172,7 +172,7 @@ def initial_model(spec, info, seed):
     Build it in the strategy scope the model is used in.
     """
     keras.utils.set_random_seed(seed)
-    return models.get(spec.arch, info.input_shape, info.num_classes)
+    return models.for_data(spec.arch, info)
 
 
 def member_seed(spec, member):
@@ -180,11 +180,11 @@ def member_seed(spec, member):
     return derived_seed(spec.seed, "member", member)
 
 
-def augmented(batches, policy, input_shape, seed, first_step=0):
+def augmented(batches, policy, input_shape, seed, first_step=0, kind=None):
     """`(x, y)` batches with `policy`'s stages applied, each batch's draws fixed
     by `seed` and its step (counted from `first_step`, so a resumed fit sees
-    the draws of an uninterrupted one)."""
-    stages = policy.augmentation(input_shape)
+    the draws of an uninterrupted one); `kind` as `Policy.validate` takes it."""
+    stages = policy.augmentation(input_shape, kind)
     if not stages:
         return batches
     base = tf.constant([seed % (2**63), 1], tf.int64)
@@ -231,7 +231,8 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
         epochs=spec.epochs, initial_epoch=initial_epoch,
     )
     batches = augmented(batches, training_augmentation(spec.augment, data.info.name),
-                        data.info.input_shape, seed, first_step=initial_epoch * steps)
+                        data.info.input_shape, seed, first_step=initial_epoch * steps,
+                        kind=data.info.kind)
     trainer.fit(
         batches,
         epochs=spec.epochs,

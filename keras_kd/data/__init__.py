@@ -8,6 +8,8 @@ from keras_kd.data.datasets import check_name
 from keras_kd.data.datasets import default_ood_dataset
 from keras_kd.data.datasets import input_kind
 from keras_kd.data.datasets import load
+from keras_kd.data.datasets import load_texts
+from keras_kd.data import text
 from keras_kd.data import epochs
 from keras_kd.data.distillation_set import check_cache_request
 from keras_kd.data.distillation_set import distillation_set
@@ -38,6 +40,8 @@ __all__ = [
     "epochs",
     "input_kind",
     "load",
+    "load_texts",
     "register_stage",
     "steps_per_epoch",
+    "text",
 ]

@@ -207,6 +207,23 @@ class GaussianNoise:
         return {**batch, "x": inputs + noise}
 
 
+class TokenMask:
+    """Replaces each token id (not the padding, 0) with the out-of-vocabulary
+    id, 1, with probability `rate`: dropout on the words of a text."""
+
+    name = "token_mask"
+    mixes_labels = False
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+
+    def __call__(self, batch, seed):
+        tokens = batch["x"]
+        masked = tf.random.stateless_uniform(tf.shape(tokens), seed) < self.rate
+        masked &= tokens != 0
+        return {**batch, "x": tf.where(masked, tf.ones_like(tokens), tokens)}
+
+
 def _per_example(values, like):
     """`[batch]` values reshaped to broadcast over examples of `like`'s rank."""
     return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))

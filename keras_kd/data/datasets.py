@@ -5,6 +5,9 @@ Every dataset comes back as unbatched `tf.data` splits of `(x, y)` pairs,
 `DatasetInfo` with its class count and input shape. The rank of the input
 shape says what an example is (`DatasetInfo.kind`): `(features,)` a feature
 vector, `(length, channels)` a signal, `(height, width, channels)` an image.
+A text dataset (a TFDS dataset whose input is text, or an npz file of
+strings) comes back as int32 token ids `(sequence_length,)`, of kind
+`"tokens"`; see `keras_kd.data.text` for its settings.
 """
 
 import dataclasses
@@ -19,19 +22,25 @@ import tensorflow as tf
 from keras_kd.data import epochs as epochs_lib
 from keras_kd.data import fingerprint
 from keras_kd.data import mnist1d
+from keras_kd.data import text as text_lib
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # What an example is, by the rank of its shape.
 KINDS = {1: "features", 2: "signals", 3: "images"}
+# Token ids of a text dataset: rank 1 like features, but integers.
+TOKENS = "tokens"
 
 
-def input_kind(input_shape):
-    """`"features"`, `"signals"` or `"images"` for a per-example input shape.
+def input_kind(input_shape, dtype=None):
+    """`"features"`, `"signals"` or `"images"` for a per-example input shape;
+    `"tokens"` for integer inputs of rank 1 (token ids).
 
-    >>> input_kind((40, 1)), input_kind((8, 8, 1))
-    ('signals', 'images')
+    >>> input_kind((40, 1)), input_kind((8, 8, 1)), input_kind((64,), "int32")
+    ('signals', 'images', 'tokens')
     """
     rank = len(tuple(input_shape))
+    if rank == 1 and dtype is not None and np.issubdtype(np.dtype(dtype), np.integer):
+        return TOKENS
     return KINDS.get(rank, f"rank-{rank} inputs")
 
 
@@ -63,6 +72,12 @@ def check_name(name):
         return
     for prefix in ("tfds:", "npz:"):
         if isinstance(name, str) and name.startswith(prefix) and len(name) > len(prefix):
+            base, settings = text_lib.split_name(name)
+            if settings is not None:
+                try:
+                    text_lib.parse_settings(base, settings)
+                except ValueError as error:
+                    raise DatasetError(str(error)) from None
             return
     raise DatasetError(
         f"Unknown dataset {name!r}; expected 'digits', 'mnist1d[:<setting>=<value>,...]', "
@@ -75,7 +90,9 @@ class DatasetInfo:
     """What a model needs to know about a dataset.
 
     `settings` holds how a generated dataset was made (MNIST-1D's size and
-    noise, say); it is empty for data read as it is.
+    noise, say) or read (a text dataset's vocabulary size and sequence
+    length); it is empty for data read as it is. `vocabulary_size` is the
+    range of a text dataset's token ids (`None` for other data).
     """
 
     name: str
@@ -84,18 +101,22 @@ class DatasetInfo:
     num_train: int
     num_test: int
     settings: dict = dataclasses.field(default_factory=dict)
+    vocabulary_size: int | None = None
 
     @property
     def kind(self):
-        """`"features"`, `"signals"` or `"images"`, by the input's rank."""
-        return input_kind(self.input_shape)
+        """`"features"`, `"signals"` or `"images"`, by the input's rank;
+        `"tokens"` for a text dataset."""
+        return TOKENS if self.vocabulary_size else input_kind(self.input_shape)
 
     @property
     def slug(self):
         """The name as a folder name (`tfds:cifar10` -> `tfds_cifar10`)."""
-        base = self.name
+        base, settings = text_lib.split_name(self.name)
         if base.startswith("npz:"):
             base = "npz:" + os.path.splitext(os.path.basename(base[4:]))[0]
+        if settings:
+            base += ":" + settings
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
 
 
@@ -106,6 +127,14 @@ class Splits:
     train: tf.data.Dataset
     test: tf.data.Dataset
     info: DatasetInfo
+    vocabulary: tuple = ()
+
+    def vectorizer(self):
+        """For a text dataset, the layer that reads raw strings as its token
+        ids (`keras_kd.data.text.vectorizer`); `None` for other data."""
+        if not self.vocabulary:
+            return None
+        return text_lib.vectorizer(self.vocabulary, self.info.input_shape[0])
 
     @functools.cached_property
     def digest(self):
@@ -164,7 +193,9 @@ def load(name, data_dir=None, test_fraction=0.25):
             `x` of shape `[n, d]` is read as feature vectors, `[n]` as one
             feature, `[n, h, w]` and `[n, h, w, c]` as images; with
             `kind="signals"`, `[n, length]` and `[n, length, channels]` are
-            signals).
+            signals; string arrays `x` are texts).
+            A text dataset's name may end in its settings,
+            `:vocabulary_size=<n>,sequence_length=<n>` (`keras_kd.data.text`).
         data_dir: where TFDS keeps its data (TFDS' default when `None`), and
             generated MNIST-1D (default `~/.keras/datasets/mnist1d`).
         test_fraction: the test share of the `digits` split.
@@ -183,9 +214,35 @@ def load(name, data_dir=None, test_fraction=0.25):
         return _load_digits(test_fraction)
     if mnist1d.is_name(name):
         return _load_mnist1d(name, data_dir)
-    if name.startswith("tfds:"):
-        return _load_tfds(name, name[5:], data_dir)
-    return _load_npz(name, name[4:])
+    base, settings = text_lib.split_name(name)
+    if base.startswith("tfds:"):
+        return _load_tfds(name, base[5:], data_dir, settings)
+    return _load_npz(name, base[4:], settings)
+
+
+def load_texts(x_train, y_train, x_test, y_test, vocabulary_size=None, sequence_length=None,
+               num_classes=None, name="texts"):
+    """A text dataset from texts and labels in memory, read as token ids.
+
+    The vocabulary is adapted on `x_train` alone; settings left `None` take
+    `keras_kd.data.text.DEFAULT_SETTINGS`.
+
+    Returns:
+        A `Splits` of int32 token ids `(sequence_length,)`, its `vocabulary`
+        and `vectorizer()` to read raw strings.
+
+    Example:
+
+    >>> data = keras_kd.data.load_texts(["a good film", "a bad film"], [1, 0],
+    ...                                 ["good", "bad"], [1, 0], sequence_length=4)
+    >>> data.info.kind, data.info.input_shape, data.vocabulary
+    ('tokens', (4,), ('', '[UNK]', 'film', 'a', 'good', 'bad'))
+    """
+    settings = {key: value for key, value in (("vocabulary_size", vocabulary_size),
+                                              ("sequence_length", sequence_length))
+                if value is not None}
+    text = ",".join(f"{key}={value}" for key, value in settings.items()) or None
+    return _from_texts(name, text, x_train, y_train, x_test, y_test, num_classes)
 
 
 def batched(
@@ -257,7 +314,7 @@ def _load_mnist1d(name, data_dir):
                         num_classes=10, kind="signals", settings=settings)
 
 
-def _load_npz(name, path):
+def _load_npz(name, path, text_settings=None):
     if not os.path.isfile(path):
         raise DatasetError(f"Dataset {name!r}: no file at {path!r}.")
     try:
@@ -279,7 +336,54 @@ def _load_npz(name, path):
             f"Dataset {name!r}: {path!r} ({size} bytes) is not a readable NumPy .npz "
             f"archive of arrays {list(_NPZ_KEYS)} ({type(error).__name__}: {error})."
         ) from None
+    base = text_lib.split_name(name)[0]
+    if text_lib.is_text(x_train) or text_lib.is_text(x_test):
+        return _from_texts(base, text_settings, x_train, y_train, x_test, y_test, num_classes)
+    _refuse_text_settings(name, text_settings)
     return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes, kind)
+
+
+def _refuse_text_settings(name, text_settings):
+    if text_settings is not None:
+        raise DatasetError(
+            f"Dataset {name!r}: settings {text_settings!r} apply to text datasets only; "
+            "its inputs are not text."
+        )
+
+
+def _from_texts(base, text_settings, x_train, y_train, x_test, y_test, num_classes=None):
+    """Token-id splits of a text dataset; the vocabulary adapted on `x_train`."""
+    try:
+        settings = text_lib.parse_settings(base, text_settings)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
+    name = text_lib.canonical_name(base, settings)
+    texts, labels = {}, {}
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        x = np.asarray(x)
+        if x.ndim != 1 or not text_lib.is_text(x):
+            raise DatasetError(
+                f"Dataset {name!r}: x_{split} must be a vector of texts (strings); got "
+                f"shape {x.shape}, dtype {x.dtype}."
+            )
+        texts[split] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in x]
+        # The labels are checked as any dataset's are, against placeholder inputs.
+        _, labels[split] = _validate_split(name, split, np.zeros((len(x), 1), "float32"),
+                                           np.asarray(y))
+    vocabulary = text_lib.adapt_vocabulary(texts["train"], settings["vocabulary_size"])
+    length = settings["sequence_length"]
+    arrays = {split: text_lib.token_ids(texts[split], vocabulary, length) for split in texts}
+    y_train, y_test = labels["train"], labels["test"]
+    info = DatasetInfo(
+        name=name, num_classes=_class_count(name, y_train, y_test, num_classes),
+        input_shape=(length,), num_train=len(y_train), num_test=len(y_test),
+        settings=settings, vocabulary_size=len(vocabulary),
+    )
+    return Splits(
+        train=tf.data.Dataset.from_tensor_slices((arrays["train"], y_train)),
+        test=tf.data.Dataset.from_tensor_slices((arrays["test"], y_test)),
+        info=info, vocabulary=vocabulary,
+    )
 
 
 def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None, kind=None,
@@ -386,14 +490,14 @@ def _validate_split(name, split, x, y, kind=None):
     return x.astype("float32"), y.astype("int32")
 
 
-def _load_tfds(name, tfds_name, data_dir):
+def _load_tfds(name, tfds_name, data_dir, text_settings=None):
     import tensorflow_datasets as tfds
 
     info = tfds.builder(tfds_name, data_dir=data_dir).info
     if info.supervised_keys is None:
         raise ValueError(
             f"Dataset {name!r} has no (input, label) supervised keys; expected "
-            "an image-classification dataset."
+            "an image- or text-classification dataset."
         )
     missing = [split for split in ("train", "test") if split not in info.splits]
     if info.splits and missing:
@@ -404,9 +508,16 @@ def _load_tfds(name, tfds_name, data_dir):
         tfds_name, split=["train", "test"], as_supervised=True, data_dir=data_dir
     )
     input_key, label_key = info.supervised_keys
+    num_classes = info.features[label_key].num_classes
+    if isinstance(info.features[input_key], tfds.features.Text):
+        (x_train, y_train), (x_test, y_test) = (_strings_and_labels(split)
+                                                for split in (train, test))
+        return _from_texts(text_lib.split_name(name)[0], text_settings, x_train, y_train,
+                           x_test, y_test, num_classes)
+    _refuse_text_settings(name, text_settings)
     dataset_info = DatasetInfo(
         name=name,
-        num_classes=info.features[label_key].num_classes,
+        num_classes=num_classes,
         input_shape=tuple(info.features[input_key].shape),
         num_train=_num_examples(info, "train", train),
         num_test=_num_examples(info, "test", test),
@@ -416,6 +527,15 @@ def _load_tfds(name, tfds_name, data_dir):
         test=test.map(_scale_image, num_parallel_calls=tf.data.AUTOTUNE),
         info=dataset_info,
     )
+
+
+def _strings_and_labels(split):
+    """A TFDS split of `(text, label)` pairs as a string array and a label array."""
+    texts, labels = [], []
+    for x, y in split.batch(4096).as_numpy_iterator():
+        texts.extend(x)
+        labels.extend(y)
+    return np.asarray(texts, dtype=object), np.asarray(labels, dtype="int64")
 
 
 def _num_examples(info, split, dataset):

@@ -28,6 +28,7 @@ from keras_kd.data import augment
 from keras_kd.data import epochs as epochs_lib
 from keras_kd.data import fingerprint
 from keras_kd.data import teacher_cache
+from keras_kd.data.datasets import input_kind
 from keras_kd.data.policy import Policy
 from keras_kd.data.synthetic import SyntheticSource
 
@@ -218,7 +219,8 @@ class _Builder:
         self.policy = policy if isinstance(policy, Policy) else Policy.parse(policy)
         x_spec, y_spec = split.element_spec
         self.input_shape = tuple(x_spec.shape)
-        self.policy.validate(self.input_shape)
+        self.input_kind = input_kind(self.input_shape, x_spec.dtype.as_numpy_dtype)
+        self.policy.validate(self.input_shape, self.input_kind)
         _check_positive_int("batch_size", batch_size)
         _check_positive_int("num_classes", num_classes)
         self.split = split
@@ -231,7 +233,7 @@ class _Builder:
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.drop_remainder = drop_remainder
-        self.stages = self.policy.augmentation(self.input_shape)
+        self.stages = self.policy.augmentation(self.input_shape, self.input_kind)
         self.synthetic = self._synthetic_source(synthetic)
         self.temperature = self._temperatures(temperature)
         self.num_synthetic = (

@@ -8,6 +8,8 @@ A policy is a `+`-separated list of stage names, e.g. `"crop_flip+mixup"`:
 - `shift` (signals): a random shift along the time axis after zero-padding
   (4 samples per 32, scaled to the signal's length: 5 at length 40);
 - `noise`: additive Gaussian noise of standard deviation `noise_std`;
+- `token_mask` (token ids): each token of a text replaced by the
+  out-of-vocabulary token with probability `mask_rate` (padding kept);
 - `mixup`, `cutmix`: mix pairs of examples and their labels (`mixup_alpha`
   is the Beta parameter of both, `mixup_portion` the share of each batch
   mixed); cutmix pastes a box of an image or a segment of a signal;
@@ -24,7 +26,7 @@ Stages run in the order given; `gan` and `ood` inputs are added after the
 others, unaugmented.
 
 Each stage states the kinds of inputs it applies to (`"images"`, `"signals"`,
-`"features"`; see `keras_kd.data.DatasetInfo.kind`); a policy with a stage
+`"features"`, `"tokens"`; see `keras_kd.data.DatasetInfo.kind`); a policy with a stage
 that does not apply to a dataset's inputs is refused before any training.
 Stages live in a registry, `STAGES`; `register_stage` adds one of your own
 that every policy, flag and sweep then knows.
@@ -62,7 +64,9 @@ class Stage:
 
 # The stage registry: name -> Stage, in registration order.
 STAGES = {}
-INPUT_KINDS = tuple(datasets.KINDS.values())
+INPUT_KINDS = (*datasets.KINDS.values(), datasets.TOKENS)
+# Inputs of real values, which noise and mixing apply to (token ids are not).
+_CONTINUOUS = tuple(datasets.KINDS.values())
 
 
 def register_stage(name, build, *, mixes_labels=False, inputs=("images",), needs_rgb=False,
@@ -119,10 +123,12 @@ register_stage("crop_flip", _crop_flip)
 register_stage("shift", lambda policy, input_shape: [
     augment.RandomCrop(policy.shift_padding(input_shape))], inputs="signals")
 register_stage("noise", lambda policy, _: [augment.GaussianNoise(policy.noise_std)],
-               inputs=INPUT_KINDS)
+               inputs=_CONTINUOUS)
 register_stage("mixup", lambda policy, _: [augment.MixUp(policy.mixup_alpha,
                                                           policy.mixup_portion)],
-               mixes_labels=True, inputs=INPUT_KINDS)
+               mixes_labels=True, inputs=_CONTINUOUS)
+register_stage("token_mask", lambda policy, _: [augment.TokenMask(policy.mask_rate)],
+               inputs=datasets.TOKENS)
 register_stage("cutmix", lambda policy, _: [augment.CutMix(policy.mixup_alpha,
                                                             policy.mixup_portion)],
                mixes_labels=True, inputs=("signals", "images"))
@@ -164,6 +170,7 @@ class Policy:
         synthetic_temperature: distillation temperature of synthetic examples
             (`None`: the distiller's own).
         noise_std: standard deviation of the `noise` stage.
+        mask_rate: the share of tokens `token_mask` masks, in [0, 1).
     """
 
     stages: tuple = ("identity",)
@@ -173,6 +180,7 @@ class Policy:
     synthetic_fraction: float = 0.5
     synthetic_temperature: float | None = None
     noise_std: float = 0.1
+    mask_rate: float = 0.15
 
     @classmethod
     def parse(cls, spec, **options):
@@ -216,12 +224,14 @@ class Policy:
         """`"gan"` (generator samples), `"ood"` (another dataset's inputs) or `None`."""
         return next((stage for stage in self.stages if stage in SYNTHETIC_STAGES), None)
 
-    def validate(self, input_shape=None):
+    def validate(self, input_shape=None, kind=None):
         """Raises a ValueError naming the first bad stage or setting.
 
         Args:
             input_shape: the per-example input shape, to check that the
                 stages apply to it (images, and RGB where a stage needs it).
+            kind: what the inputs are (`keras_kd.data.DatasetInfo.kind`);
+                by default, what their shape says (see `input_kind`).
         """
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
@@ -262,11 +272,13 @@ class Policy:
             )
         if not float(self.noise_std) > 0.0:
             raise ValueError(f"noise_std must be > 0; got {self.noise_std!r}.")
+        if not 0.0 <= float(self.mask_rate) < 1.0:
+            raise ValueError(f"mask_rate must be in [0, 1); got {self.mask_rate!r}.")
         if input_shape is not None:
-            self._validate_input_shape(tuple(input_shape))
+            self._validate_input_shape(tuple(input_shape), kind)
 
-    def _validate_input_shape(self, input_shape):
-        kind = input_kind(input_shape)
+    def _validate_input_shape(self, input_shape, kind=None):
+        kind = kind or input_kind(input_shape)
         for stage in self.stages:
             if kind not in STAGES[stage].inputs:
                 raise ValueError(
@@ -281,13 +293,14 @@ class Policy:
                 f"channels); the inputs have shape {input_shape}."
             )
 
-    def augmentation(self, input_shape):
-        """The batch stages (see `keras_kd.data.augment`) for this input shape.
+    def augmentation(self, input_shape, kind=None):
+        """The batch stages (see `keras_kd.data.augment`) for this input shape
+        (and kind, as `validate` takes it).
 
         `gan` is not among them: synthetic examples are added by
         `distillation_set`.
         """
-        self.validate(input_shape)
+        self.validate(input_shape, kind)
         return [
             transform for name in self.stages
             for transform in STAGES[name].build(self, tuple(input_shape))
@@ -314,6 +327,8 @@ class Policy:
             description["shift_padding"] = self.shift_padding(input_shape)
         if "noise" in self.stages:
             description["noise_std"] = float(self.noise_std)
+        if "token_mask" in self.stages:
+            description["mask_rate"] = float(self.mask_rate)
         if self.mixes_labels:
             description["mixup_alpha"] = float(self.mixup_alpha)
             description["mixup_portion"] = float(self.mixup_portion)

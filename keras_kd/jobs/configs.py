@@ -203,6 +203,9 @@ class DistillationSet(Config):
         above=0.0,
     )
     noise_std: float = setting(0.1, "Standard deviation of the noise stage.", above=0.0)
+    mask_rate: float = setting(
+        0.15, "Share of a text's tokens the token_mask stage masks.", lower=0.0, upper=0.99,
+    )
     data: str = setting(
         "all", "Examples the distillation set is drawn from: the whole training split "
         "(all), or only those the teachers were trained on (teacher; differs with "
@@ -242,6 +245,7 @@ class DistillationSet(Config):
             synthetic_fraction=self.synthetic_fraction,
             synthetic_temperature=self.synthetic_temperature,
             noise_std=self.noise_std,
+            mask_rate=self.mask_rate,
         )
 
 
