@@ -73,19 +73,39 @@ def export_saved_model(model, path):
     return path
 
 
-def export_student(model, directory):
+def export_student(model, directory, vectorizer=None):
     """Writes a student as `<directory>/saved_model` and `<directory>/student.keras`.
 
-    A `keras_kd.Distiller` is exported as its student.
+    A `keras_kd.Distiller` is exported as its student. With a `vectorizer`
+    (a text dataset's, `keras_kd.data.Splits.vectorizer()`), the SavedModel
+    reads raw text: it takes a batch of strings and returns logits, the
+    vectorization inside it (`reads_text`); the `.keras` file keeps the
+    student on token ids, as it was trained.
 
     Returns:
         A dict with the paths written, under `saved_model` and `keras`.
     """
     model = getattr(model, "student", model)
+    served = reads_text(model, vectorizer) if vectorizer is not None else model
     return {
-        "saved_model": export_saved_model(model, os.path.join(directory, "saved_model")),
+        "saved_model": export_saved_model(served, os.path.join(directory, "saved_model")),
         "keras": save_keras(model, os.path.join(directory, "student.keras")),
     }
+
+
+def reads_text(model, vectorizer):
+    """`model` behind `vectorizer`: a model from a batch of strings to `model`'s logits.
+
+    Example:
+
+    >>> data = keras_kd.data.load_texts(
+    ...     ["a good film", "a bad film"], [1, 0], ["good", "bad"], [1, 0], sequence_length=4)
+    >>> student = keras_kd.models.for_data("lstm", data.info, units=4, embedding_dim=4)
+    >>> reads_text(student, data.vectorizer())(np.array(["good film"])).shape
+    TensorShape([1, 2])
+    """
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(texts, model(vectorizer(texts)), name=f"{model.name}_on_text")
 
 
 def is_saved_model(path):

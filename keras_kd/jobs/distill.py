@@ -186,9 +186,7 @@ def run(config, verbose="auto"):
         os.makedirs(student_backup, exist_ok=True)
         keras.utils.set_random_seed(training.derived_seed(config.training.seed, "student"))
         with strategy.scope():
-            student = models.get(
-                config.student.arch, data.info.input_shape, data.info.num_classes
-            )
+            student = models.for_data(config.student.arch, data.info)
             start = _initialize_student(student, config, data, teacher)
             initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
             distiller = Distiller(
@@ -239,7 +237,7 @@ def run(config, verbose="auto"):
             plane = _loss_plane(student, teacher, initial_weights, distill_data, config)
 
     with job.timed("export_s"):
-        artifacts = export.export_student(student, job.written_dir)
+        artifacts = export.export_student(student, job.written_dir, data.vectorizer())
     artifacts["teachers"] = [member["path"] for member in members]
     artifacts["report_md"] = job.write_path("report.md")
     report = {
@@ -358,9 +356,9 @@ def _policy_and_source(config, data):
     info = data.info
     policy = config.distillation_set.resolve(info.name)
     try:
-        policy.validate(info.input_shape)
+        policy.validate(info.input_shape, info.kind)
         training.training_augmentation(config.teacher.augment, info.name).validate(
-            info.input_shape)
+            info.input_shape, info.kind)
     except ValueError as error:
         raise ConfigError(f"Dataset {info.name!r}: {error}") from None
     if not policy.uses_synthetic:

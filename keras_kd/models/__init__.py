@@ -10,7 +10,10 @@
   mean of two such networks is itself a well-defined network;
 - `cnn`: a small VGG-style convolutional network;
 - `mlp`: a multilayer perceptron (any input rank);
-- `mnist1d_cnn`, `mnist1d_mlp`: the MNIST-1D paper's CNN (signals) and MLP.
+- `mnist1d_cnn`, `mnist1d_mlp`: the MNIST-1D paper's CNN (signals) and MLP;
+- `lstm`, `bilstm`: text classifiers over token ids `(sequence_length,)`
+  (embedding, a unidirectional or bidirectional LSTM, a linear head); they
+  take `vocabulary_size`, which `for_data` passes from the dataset.
 
 `resnet<depth>` and `cnn` are 2-D on images `(height, width, channels)` and
 1-D on signals `(length, channels)`.
@@ -28,6 +31,8 @@ from keras_kd.models.mnist1d import mnist1d_mlp
 from keras_kd.models.resnet import cifar_resnet
 from keras_kd.models.simple import cnn
 from keras_kd.models.simple import mlp
+from keras_kd.models.text import bilstm
+from keras_kd.models.text import lstm
 
 # resnet<depth>, optionally _w<width factor> and _ln (LayerNorm for BatchNorm).
 _RESNET = re.compile(r"resnet(\d+)(?:_w(\d+))?(_ln)?$")
@@ -73,6 +78,8 @@ register("cnn", cnn)
 register("mlp", mlp)
 register("mnist1d_cnn", mnist1d_cnn)
 register("mnist1d_mlp", mnist1d_mlp)
+register("lstm", lstm)
+register("bilstm", bilstm)
 
 
 def names():
@@ -191,7 +198,7 @@ def features_and_logits(model, name=None):
 
         parts = [features_and_logits(member, f"member{k}_features")
                  for k, member in enumerate(members)]
-        inputs = keras.Input(parts[0].inputs[0].shape[1:])
+        inputs = keras.Input(parts[0].inputs[0].shape[1:], dtype=parts[0].inputs[0].dtype)
         outputs = [part(inputs) for part in parts]
         features = [feature for feature, _ in outputs]
         features = keras.layers.Concatenate()(features) if len(features) > 1 else features[0]
@@ -259,3 +266,24 @@ def get(name, input_shape, num_classes, **kwargs):
             normalization="layer" if match.group(3) else "batch", **kwargs,
         )
     return _BUILDERS[name](input_shape, num_classes, **kwargs)
+
+
+def for_data(name, info, **kwargs):
+    """Builds the named classifier for a dataset: `get` with its input shape,
+    class count and, for token inputs, its vocabulary size.
+
+    Args:
+        name: a name from `names()`.
+        info: the dataset's `keras_kd.data.DatasetInfo`.
+        **kwargs: architecture options, as `get` takes them.
+
+    Example:
+
+    >>> info = keras_kd.data.load("digits").info
+    >>> keras_kd.models.for_data("mlp", info).output_shape
+    (None, 10)
+    """
+    vocabulary_size = getattr(info, "vocabulary_size", None)
+    if vocabulary_size:
+        kwargs.setdefault("vocabulary_size", vocabulary_size)
+    return get(name, info.input_shape, info.num_classes, **kwargs)
