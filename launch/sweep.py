@@ -221,8 +221,11 @@ def ensure_generators(runs, verbose):
 
 def run_status(run, output_dir, reuse_dir):
     """`done`, `reuse` (an identical run's result is kept) or `todo`."""
+    path = experiments.sweep.result_path(output_dir, run)
+    if not os.path.exists(path) and not (reuse_dir and os.path.isdir(reuse_dir)):
+        return "todo"  # without loading the data (a key needs its digest)
     key = jobs.distill.result_key(run.config)
-    if experiments.sweep.stored_row(experiments.sweep.result_path(output_dir, run), key)[0]:
+    if experiments.sweep.stored_row(path, key)[0]:
         return "done"
     if reuse_dir and experiments.sweep.stored_row(
             experiments.sweep.reuse_path(reuse_dir, key), key)[0]:
