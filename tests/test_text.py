@@ -79,7 +79,7 @@ def test_stages_for_real_values_are_refused_on_tokens_and_token_mask_masks_words
     with pytest.raises(ValueError, match="stage 'crop_flip' applies to images; the inputs are "
                                          r"tokens of shape \(8,\)"):
         policy.validate((8,), "tokens")
-    for name in ("noise", "mixup"):
+    for name in ("noise", "mixup", "gan", "ood"):
         with pytest.raises(ValueError, match=f"stage '{name}' applies to .*the inputs are tokens"):
             data_lib.Policy.parse(name).validate((8,), "tokens")
     with pytest.raises(ValueError, match="stage 'token_mask' applies to tokens; the inputs are "
@@ -193,3 +193,17 @@ def test_the_imdb_experiment_runs_at_smoke_scale_on_mock_reviews(tmp_path):
         assert 0 <= row["metrics"]["test_agreement"] <= 1
         assert 0 <= row["metrics"]["test_control_agreement"] <= 1
     assert "| members=5 | 1 |" in result.stdout
+
+
+def test_the_gan_job_refuses_text_before_writing_anything(tmp_path):
+    from keras_kd import config as config_lib
+    from keras_kd import jobs
+
+    x, y = _reviews(20, 0)
+    path = tmp_path / "reviews.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    config = config_lib.build(jobs.GANConfig, {"dataset": f"npz:{path}",
+                                               "saved_models_dir": str(tmp_path / "saved")})
+    with pytest.raises(jobs.ConfigError, match="is text \\(token ids\\); the GAN makes images"):
+        jobs.gan.run(config, verbose=0)
+    assert not (tmp_path / "saved").exists()

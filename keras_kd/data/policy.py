@@ -137,8 +137,8 @@ for _name in ("rotation", "hflip", "vflip", "perspective", "grayscale", "color_j
 del _name
 # Synthetic examples are added by `distillation_set`, after the transforms:
 # generator samples (gan), or inputs of another dataset (ood).
-register_stage("gan", _no_transforms, inputs=INPUT_KINDS)
-register_stage("ood", _no_transforms, inputs=INPUT_KINDS)
+register_stage("gan", _no_transforms, inputs=_CONTINUOUS)
+register_stage("ood", _no_transforms, inputs=_CONTINUOUS)
 SYNTHETIC_STAGES = ("gan", "ood")
 # Datasets of digits, where a mirror image is another symbol.
 _DIGIT_DATASETS = ("digits", "tfds:mnist", "tfds:emnist", "tfds:svhn_cropped")

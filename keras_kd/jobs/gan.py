@@ -46,6 +46,11 @@ def run(config, verbose="auto"):
     """
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
+    if data.info.kind == data_lib.datasets.TOKENS:
+        raise outline.ConfigError(
+            f"Dataset {data.info.name!r} is text (token ids); the GAN makes images and "
+            "signals. Distill a text dataset with the identity or token_mask stages."
+        )
     job.open(
         output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
     )
