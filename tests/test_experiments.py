@@ -158,6 +158,7 @@ def _runs(configs):
             for i, c in enumerate(configs)]
 
 
+@pytest.mark.slow  # each computed run ends in clear_session and gc.collect: ~1 s in a full session
 def test_a_sweep_reuses_identical_runs_of_any_sweep_by_their_key(tmp_path):
     calls, reuse_dir = [], str(tmp_path / "by_key")
     sweep = dict(job=_keyed_job(calls), key=lambda config: f"key-{config}",
@@ -178,6 +179,7 @@ def test_a_sweep_reuses_identical_runs_of_any_sweep_by_their_key(tmp_path):
         experiments.run_sweep(_runs(["a"]), str(tmp_path), _keyed_job([]), reuse_dir=reuse_dir)
 
 
+@pytest.mark.slow
 def test_a_sweep_reruns_results_of_other_settings_and_damaged_ones(tmp_path):
     calls, lines = [], []
     runs, output_dir = _runs(["a", "b"]), str(tmp_path)
