@@ -49,6 +49,7 @@ def test_the_control_is_trained_once_and_reused_by_key(tmp_path):
         assert not fresh["reused"] and fresh["path"] != record["path"]
 
 
+@pytest.mark.slow  # trains three small models: the fast tier's heaviest test
 def test_fidelity_report_measures_the_control_and_nll(rng):
     x = rng.normal(size=(40, 40, 1)).astype("float32")
     y = rng.integers(0, 10, size=40).astype("int32")
