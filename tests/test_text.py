@@ -86,6 +86,9 @@ def test_stages_for_real_values_are_refused_on_tokens_and_token_mask_masks_words
                                          "features"):
         data_lib.Policy.parse("token_mask").validate((8,))
 
+    with pytest.raises(ValueError, match=r"mask_rate must be in \[0, 1\); got 1.0"):
+        data_lib.Policy.parse("token_mask", mask_rate=1.0)
+
     (transform,) = data_lib.Policy.parse("token_mask", mask_rate=0.5).augmentation((200,), "tokens")
     tokens = tf.constant([[5] * 150 + [0] * 50] * 4, tf.int32)
     masked = transform({"x": tokens, "y": tf.zeros([4], tf.int32)}, tf.constant([1, 2], tf.int64))

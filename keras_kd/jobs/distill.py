@@ -31,7 +31,6 @@ from keras_kd.jobs import outline
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
 from keras_kd.jobs import teachers as teachers_lib
-from keras_kd.version import __version__
 
 
 def output_dir(config, dataset_slug):
@@ -71,12 +70,11 @@ def result_key(config):
     True
     """
     slug, data_digest = _data_identity(config.data.dataset, config.data.data_dir)
-    inputs = {"settings": configs.config_hash(config, length=64), "data": data_digest,
-              "keras_kd": __version__}
+    inputs = configs.training_fingerprint(config, data_digest)
     if "gan" in config.distillation_set.resolve(config.data.dataset).stages:
         path = generator_path(config, slug)
         inputs["generator"] = export.file_digest(path) if os.path.exists(path) else None
-    encoded = json.dumps(inputs, sort_keys=True).encode()
+    encoded = json.dumps(inputs, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 

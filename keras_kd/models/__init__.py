@@ -283,7 +283,6 @@ def for_data(name, info, **kwargs):
     >>> keras_kd.models.for_data("mlp", info).output_shape
     (None, 10)
     """
-    vocabulary_size = getattr(info, "vocabulary_size", None)
-    if vocabulary_size:
-        kwargs.setdefault("vocabulary_size", vocabulary_size)
+    if info.vocabulary_size:
+        kwargs.setdefault("vocabulary_size", info.vocabulary_size)
     return get(name, info.input_shape, info.num_classes, **kwargs)
