@@ -23,7 +23,6 @@ from absl import flags
 
 import keras_kd
 from keras_kd import training
-from keras_kd.jobs import teachers
 
 # Test accuracy the MNIST-1D paper reports at its default size (4,000 training signals).
 PAPER_ACCURACY = {"mnist1d_mlp": 0.68, "mnist1d_cnn": 0.94}
@@ -40,7 +39,7 @@ FLAGS = flags.FLAGS
 
 
 def _accuracy(model, split):
-    return teachers._accuracy(model, keras_kd.data.batched(split, 500))
+    return keras_kd.evaluation.accuracy(model, keras_kd.data.batched(split, 500))
 
 
 def measure(arch, data):

@@ -23,10 +23,12 @@ if _keras.backend.backend() != "tensorflow":
         f"{_keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
     )
 
+from keras_kd import backup
 from keras_kd import batch
 from keras_kd import callbacks
 from keras_kd import config
 from keras_kd import data
+from keras_kd import digests
 from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import experiments
@@ -38,7 +40,9 @@ from keras_kd import loss_surface
 from keras_kd import losses
 from keras_kd import metrics
 from keras_kd import models
+from keras_kd import optimizers
 from keras_kd import runtime
+from keras_kd import seeds
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
@@ -48,10 +52,12 @@ from keras_kd.version import __version__  # noqa: E402,F401
 __all__ = [
     "Distiller",
     "Ensemble",
+    "backup",
     "batch",
     "callbacks",
     "config",
     "data",
+    "digests",
     "distribute",
     "evaluation",
     "experiments",
@@ -63,6 +69,8 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "optimizers",
     "runtime",
+    "seeds",
     "training",
 ]

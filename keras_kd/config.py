@@ -1,8 +1,11 @@
 """Typed, frozen job configs: each setting declared once, validated once.
 
 A job's config is a tree of frozen dataclasses whose leaves are declared
-with `setting(...)`: the default, a one-line help, and the constraints
-(`choices`, bounds). A config checks those constraints when it is built
+with `setting(...)`: the default, a one-line help, the constraints
+(`choices`, bounds), and whether the setting shapes what a run computes
+(`shapes_result`; where it writes and how it runs do not), which
+`result_settings` reads for every key and run-folder hash. A config checks
+those constraints when it is built
 (`Config.__post_init__`), so a config that exists is valid. The launch apps
 derive their absl flags from the same declarations (`launch/config_flags.py`),
 each leaf under its flag name (`flag=`, default: the field's name); sweeps
@@ -33,7 +36,7 @@ import typing
 
 
 def setting(default, help, *, flag=None, choices=None, lower=None, upper=None, above=None,
-            below=None):
+            below=None, shapes_result=True):
     """A config leaf: its default, help and constraints.
 
     Args:
@@ -43,10 +46,39 @@ def setting(default, help, *, flag=None, choices=None, lower=None, upper=None, a
         choices: the allowed values.
         lower, upper: inclusive bounds of a number.
         above, below: exclusive bounds of a number (`above=0`: positive).
+        shapes_result: `False` for a setting of where a run writes or how it
+            runs (a folder, a strategy), which leaves what it computes
+            unchanged: it stays out of `result_settings`, so out of every key.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "lower": lower,
-                "upper": upper, "above": above, "below": below}
+                "upper": upper, "above": above, "below": below,
+                "shapes_result": shapes_result}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def like(config_class, name, **changes):
+    """A leaf declared as `config_class`'s field `name` is, with `changes`
+    (`flag=`, `help=`, ...) to its declaration.
+
+    A setting two configs share is written once: its default and its bounds
+    follow the original.
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Base(Config):
+    ...     epochs: int = setting(15, "Epochs.", lower=1)
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Member(Config):
+    ...     epochs: int = like(Base, "epochs", flag="member_epochs")
+    >>> Member().epochs, flag_paths(Member)
+    (15, {'member_epochs': 'epochs'})
+    """
+    field = next((f for f in dataclasses.fields(config_class) if f.name == name), None)
+    if field is None or field.metadata.get("group"):
+        raise TypeError(f"{config_class.__name__} has no setting {name!r}.")
+    unknown = sorted(set(changes) - set(field.metadata))
+    if unknown:
+        raise TypeError(f"like({config_class.__name__}, {name!r}): unknown changes {unknown}.")
+    return dataclasses.field(default=field.default, metadata={**field.metadata, **changes})
 
 
 def group(config_class):
@@ -96,6 +128,22 @@ def _check_value(name, kind, optional, meta, value):
         raise ValueError(f"{name} must be a string; got {value!r}.")
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ValueError(f"{name} must be one of {tuple(meta['choices'])}; got {value!r}.")
+    _check_range(name, meta, value)
+
+
+def _check_range(name, meta, value):
+    low = meta.get("lower") if meta.get("above") is None else meta["above"]
+    high = meta.get("upper") if meta.get("below") is None else meta["below"]
+    if low is not None and high is not None:
+        in_range = (value > low if meta.get("above") is not None else value >= low) and \
+            (value < high if meta.get("below") is not None else value <= high)
+        if not in_range:
+            opening = "(" if meta.get("above") is not None else "["
+            closing = ")" if meta.get("below") is not None else "]"
+            raise ValueError(
+                f"{name} must be in {opening}{low:g}, {high:g}{closing}; got {value!r}."
+            )
+        return
     if meta.get("above") is not None and not value > meta["above"]:
         raise ValueError(f"{name} must be > {meta['above']:g}; got {value!r}.")
     if meta.get("lower") is not None and not value >= meta["lower"]:
@@ -151,15 +199,32 @@ def flag_paths(config_class):
     return paths
 
 
-def flat(config):
-    """`{flag name: value}` of every leaf of `config`."""
+def flat(config, shaping_only=False):
+    """`{flag name: value}` of every leaf of `config` (with `shaping_only`,
+    of those that shape its result: see `result_settings`)."""
     values = {}
     for path, field, _ in leaf_settings(type(config)):
+        if shaping_only and not field.metadata.get("shapes_result", True):
+            continue
         value = config
         for part in path.split("."):
             value = getattr(value, part)
         values[flag_name(field)] = value
     return values
+
+
+def result_settings(config):
+    """`{flag name: value}` of the settings that shape what a run of `config`
+    computes: every leaf but those declared `shapes_result=False`.
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Job(Config):
+    ...     rate: float = setting(0.1, "A rate.")
+    ...     output_dir: str = setting("out", "Where to write.", shapes_result=False)
+    >>> result_settings(Job(output_dir="elsewhere"))
+    {'rate': 0.1}
+    """
+    return flat(config, shaping_only=True)
 
 
 def override(config, settings):

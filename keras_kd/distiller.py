@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
+from keras_kd import keras_compat
 from keras_kd import multi_worker
 from keras_kd import fidelity as fidelity_lib
 from keras_kd import losses
@@ -172,8 +173,8 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
             self.soft_loss_tracker,
             *self.fidelity.metrics,
         ]
-        if getattr(self, "_compile_metrics", None) is not None:
-            trackers.append(self._compile_metrics)
+        if keras_compat.compile_metrics(self) is not None:
+            trackers.append(keras_compat.compile_metrics(self))
         return trackers
 
     def call(self, inputs, training=None):
@@ -274,8 +275,8 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         self.hard_loss_tracker.update_state(hard)
         self.soft_loss_tracker.update_state(soft)
         self.fidelity.update_state(batch, teacher_logits, student_logits)
-        if batch.y is not None and getattr(self, "_compile_metrics", None) is not None:
-            self._compile_metrics.update_state(
+        if batch.y is not None and keras_compat.compile_metrics(self) is not None:
+            keras_compat.compile_metrics(self).update_state(
                 batch.y, student_logits, batch_lib.labeled_weight(batch)
             )
         return self.get_metrics_result()

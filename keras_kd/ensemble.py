@@ -88,6 +88,19 @@ class Ensemble(keras.Model):
         ]
         return ensemble_logits(ops.stack(member_logits, axis=0))
 
+    def features_and_logits(self, name=None):
+        """A model from inputs to `(features, logits)`: the members'
+        penultimate features side by side, and the ensemble's logits (see
+        `keras_kd.models.features_and_logits`)."""
+        parts = [models.features_and_logits(member, f"member{k}_features")
+                 for k, member in enumerate(self.members)]
+        inputs = keras.Input(parts[0].inputs[0].shape[1:], dtype=parts[0].inputs[0].dtype)
+        outputs = [part(inputs) for part in parts]
+        features = [feature for feature, _ in outputs]
+        features = keras.layers.Concatenate()(features) if len(features) > 1 else features[0]
+        logits = ensemble_logits(ops.stack([logit for _, logit in outputs], axis=0))
+        return keras.Model(inputs, [features, logits], name=name or f"{self.name}_features")
+
     def get_config(self):
         config = super().get_config()
         config["members"] = [

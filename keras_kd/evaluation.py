@@ -1,5 +1,6 @@
 """Fidelity reports: how closely a student matches its teacher, split by split."""
 
+import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
@@ -58,11 +59,9 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
             )
             return
         teacher_features, logits = teacher_model(batch.x, training=False)
-        if batch.teacher_logits is not None:
-            logits = batch.teacher_logits
         student_features, student_logits = student_model(batch.x, training=False)
         fidelity.update_state(
-            batch, tf.cast(logits, "float32"), student_logits,
+            batch, fidelity_lib.teacher_logits(batch, teacher, computed=logits), student_logits,
             features=(teacher_features, student_features), control_logits=control_logits,
         )
 
@@ -78,6 +77,20 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
         traced = traced or _trace(update, spec)
         traced(data)
     return fidelity.result()
+
+
+def accuracy(model, batches):
+    """The top-1 accuracy of a model returning logits over `(x, y)` batches.
+
+    >>> import numpy as np
+    >>> model = keras_kd.models.get("mlp", (4,), 3, hidden_units=(8,))
+    >>> 0.0 <= accuracy(model, [(np.zeros((2, 4), "float32"), np.array([0, 1]))]) <= 1.0
+    True
+    """
+    metric = keras.metrics.SparseCategoricalAccuracy()
+    for x, y in batches:
+        metric.update_state(y, model(x, training=False))
+    return float(metric.result())
 
 
 def _trace(function, spec):

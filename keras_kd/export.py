@@ -6,7 +6,6 @@ that looks finished.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -29,15 +28,6 @@ def atomic_path(path, suffix=""):
         os.replace(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def file_digest(path):
-    """The SHA-256 of a file's bytes, as hex: what records of saved artifacts hold."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_text(text, path):

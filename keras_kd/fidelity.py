@@ -42,13 +42,17 @@ LABEL_METRICS = ("teacher_accuracy", "student_accuracy", "student_ece", "teacher
 _ROLES = ("teacher", "student", "control")
 
 
-def teacher_logits(batch, teacher):
+def teacher_logits(batch, teacher, computed=None):
     """The teacher's float32 logits for a `keras_kd.batch.DistillationBatch`.
 
-    The batch's own `teacher_logits` (precomputed, or from a cache) win; the
-    teacher is called (in inference mode) only for batches without them.
+    The batch's own `teacher_logits` (precomputed, or from a cache) win; else
+    `computed`, logits the caller already has for `batch.x` (with the
+    teacher's features, say); the teacher is called (in inference mode) only
+    for batches with neither.
     """
     logits = batch.teacher_logits
+    if logits is None and computed is not None:
+        logits = computed
     if logits is None:
         if teacher is None:
             raise ValueError(

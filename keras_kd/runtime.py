@@ -36,10 +36,11 @@ class Runtime(Config):
     strategy: str = setting(
         "default", "Distribution: default (one device), mirrored (all local GPUs, or "
         "--cpu_replicas CPU devices), multi_worker (one process per worker, the cluster "
-        "from TF_CONFIG or Slurm), tpu.", choices=distribute.STRATEGIES,
+        "from TF_CONFIG or Slurm), tpu.", choices=distribute.STRATEGIES, shapes_result=False,
     )
     cpu_replicas: int | None = setting(
-        None, "With --strategy=mirrored: mirror over this many CPU devices.", lower=1
+        None, "With --strategy=mirrored: mirror over this many CPU devices.", lower=1,
+        shapes_result=False,
     )
     precision: str = setting(
         "float32", "Keras dtype policy; losses and softmax stay float32, float16 scales "
@@ -47,7 +48,7 @@ class Runtime(Config):
     )
     jit_compile: bool | None = setting(
         None, "Compile training steps with XLA (default: Keras decides; on for GPUs, off "
-        "on CPUs).",
+        "on CPUs).", shapes_result=False,
     )
     deterministic: bool = setting(
         False, "Deterministic TensorFlow ops, so a resumed run ends bit for bit as an "
@@ -55,7 +56,7 @@ class Runtime(Config):
     )
     backup_dir: str | None = setting(
         None, "Where training is backed up each epoch; rerunning the same command resumes "
-        "from it (default <output_dir>/backup).",
+        "from it (default <output_dir>/backup).", shapes_result=False,
     )
 
     def check(self):

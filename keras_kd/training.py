@@ -1,47 +1,22 @@
-"""Training one classifier: optimizers, seeds, and a resumable fit under any strategy."""
+"""Training one classifier: its settings, and a resumable fit under any strategy."""
 
 import dataclasses
-import hashlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from keras_kd import backup
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import data as data_lib
-from keras_kd import distribute
 from keras_kd import models
 from keras_kd import multi_worker
+from keras_kd import optimizers
+from keras_kd import seeds
 from keras_kd.config import Config
+from keras_kd.config import like
 from keras_kd.config import setting
+from keras_kd.optimizers import OPTIMIZERS
 from keras_kd.runtime import Runtime
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-def make_optimizer(name, learning_rate, decay_steps=None, weight_decay=None):
-    """Builds an optimizer by name, with cosine decay over `decay_steps`.
-
-    Args:
-        name: `"adam"`, `"adamw"` or `"sgd"` (SGD with Nesterov momentum 0.9).
-        learning_rate: the initial learning rate, > 0.
-        decay_steps: if given, the rate decays to 0 along a cosine over this
-            many steps; constant otherwise.
-        weight_decay: decoupled weight decay (any optimizer), or `None`.
-    """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
-    if not learning_rate > 0:
-        raise ValueError(f"The learning rate must be > 0; got {learning_rate!r}.")
-    if decay_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
-    if name == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay
-        )
-    optimizer_class = keras.optimizers.AdamW if name == "adamw" else keras.optimizers.Adam
-    return optimizer_class(learning_rate, weight_decay=weight_decay)
-
 
 def training_augmentation(name, dataset_name=""):
     """The `keras_kd.data.Policy` a classifier is trained with, checked to keep
@@ -60,33 +35,33 @@ def training_augmentation(name, dataset_name=""):
     return policy
 
 
-def derived_seed(seed, *keys):
-    """A seed for one part of a run (a teacher member, say) derived from `seed`.
+@dataclasses.dataclass(frozen=True)
+class Training(Config):
+    """Training settings the student and the teacher members share."""
 
-    Example:
-
-    >>> derived_seed(0, "member", 1) == derived_seed(0, "member", 1)
-    True
-    """
-    entropy = [seed] + [int(hashlib.sha256(str(k).encode()).hexdigest()[:8], 16) for k in keys]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))
+    batch_size: int = setting(64, "Global batch size.", lower=1)
+    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
+    weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
+    seed: int = setting(0, "Seed of initializations, batch order and augmentation.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierSpec(Config):
     """How to train one classifier with plain cross-entropy (validated when built).
 
-    Its fields make up a teacher member's key, so they are only ever added
-    with care: a new field changes every key.
+    The shared settings are `Training`'s own declarations. Its fields make up
+    a teacher member's key, so they are only ever added with care: a new
+    field changes every key.
     """
 
     arch: str = setting("resnet20", "Architecture.")
     epochs: int = setting(15, "Epochs.", lower=1)
-    batch_size: int = setting(64, "Global batch size.", lower=1)
-    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
-    weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
-    seed: int = setting(0, "Seed of initializations and batch order.")
+    batch_size: int = like(Training, "batch_size")
+    optimizer: str = like(Training, "optimizer")
+    lr: float = like(Training, "lr")
+    weight_decay: float = like(Training, "weight_decay")
+    seed: int = like(Training, "seed")
     augment: str = setting(
         "identity", "Augmentation of the training batches: policy stages that keep the "
         "labels, joined with '+' (identity, shift, crop_flip, noise, ...)."
@@ -104,7 +79,7 @@ class ClassifierSpec(Config):
         if steps_per_epoch is None:
             steps_per_epoch = -(-num_train // self.batch_size)
         steps = self.epochs * steps_per_epoch
-        return make_optimizer(
+        return optimizers.make_optimizer(
             self.optimizer, self.lr, steps, self.weight_decay or None
         )
 
@@ -139,21 +114,6 @@ class Trainer(multi_worker.MultiWorkerFit, keras.Model):
         return cls(**config)
 
 
-def resume_epoch(backup_dir, strategy):
-    """The epoch a fit backed up to `backup_dir` resumes at, agreed by all workers.
-
-    Workers whose backups disagree (one was lost, say) all start over, and
-    their backups are removed, so no worker restores one.
-    """
-    if backup_dir is None:
-        return 0
-    epochs = callbacks_lib.BackupAndRestore.completed_epochs(backup_dir)
-    if distribute.agreed(epochs, strategy) is None:
-        callbacks_lib.remove_backups(backup_dir)
-        return 0
-    return epochs
-
-
 def fit_callbacks(backup_dir, name):
     """The callbacks of a resumable fit: stop on a NaN loss, back up each epoch."""
     if backup_dir is None:
@@ -162,7 +122,7 @@ def fit_callbacks(backup_dir, name):
         callbacks_lib.StopOnNonFiniteLoss(
             f"Training {name} stopped; its last good backup is in {backup_dir!r}."
         ),
-        callbacks_lib.BackupAndRestore(backup_dir, delete_on_end=False),
+        backup.BackupAndRestore(backup_dir, delete_on_end=False),
     ]
 
 
@@ -177,7 +137,7 @@ def initial_model(spec, info, seed):
 
 def member_seed(spec, member):
     """The seed of teacher member `member` trained by `ensemble_members`."""
-    return derived_seed(spec.seed, "member", member)
+    return seeds.derived_seed(spec.seed, "member", member)
 
 
 def augmented(batches, policy, input_shape, seed, first_step=0, kind=None):
@@ -191,9 +151,9 @@ def augmented(batches, policy, input_shape, seed, first_step=0, kind=None):
 
     def apply(pair, step):
         batch = {"x": pair[0], "y": pair[1]}
-        batch_seed = data_lib.epochs.sub_seed(base, step)
+        batch_seed = seeds.fold_in(base, step)
         for index, stage in enumerate(stages):
-            batch = stage(batch, data_lib.epochs.sub_seed(batch_seed, index))
+            batch = stage(batch, seeds.fold_in(batch_seed, index))
         return batch["x"], batch["y"]
 
     steps = tf.data.Dataset.counter(first_step)
@@ -213,7 +173,7 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
     """
     runtime = runtime or Runtime()
     strategy = runtime.start()
-    initial_epoch = resume_epoch(backup_dir, strategy)
+    initial_epoch = backup.resume_epoch(backup_dir, strategy)
     steps = data_lib.steps_per_epoch(
         data_lib.batched(data.train, spec.batch_size)
     )

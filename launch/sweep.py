@@ -205,7 +205,7 @@ def ensure_generators(runs, verbose):
         if "gan" not in config.distillation_set.resolve(config.data.dataset).stages:
             continue
         slug = data_lib.load(config.data.dataset, data_dir=config.data.data_dir).info.slug
-        if os.path.exists(jobs.distill.generator_path(config, slug)):
+        if os.path.exists(jobs.folders.path(config, slug, "generator")):
             continue
         print(f"Training the GAN the gan policy samples ({config.data.dataset}); "
               "see launch.train_gan.")

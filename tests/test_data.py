@@ -143,15 +143,15 @@ def test_shuffled_batches_shuffle_large_sets_in_blocks_of_whole_batches(
     monkeypatch.setattr(epochs, "SHUFFLE_BLOCK", 20)  # blocks of 16: two batches of 8
     examples = tf.data.Dataset.range(55)
     epoch = epochs.shuffled_batches(examples, 55, 8, drop_remainder)
-    first = [b.numpy() for b in epoch(epochs.epoch_seed(0, 0))]
-    second = [b.numpy() for b in epoch(epochs.epoch_seed(0, 1))]
+    first = [b.numpy() for b in epoch(keras_kd.seeds.epoch_seed(0, 0))]
+    second = [b.numpy() for b in epoch(keras_kd.seeds.epoch_seed(0, 1))]
     assert len(first) == batches
     assert [len(b) for b in first] == [8] * 6 + ([] if drop_remainder else [7])
     seen = np.concatenate(first)
     assert len(set(seen)) == len(seen) == (48 if drop_remainder else 55)
     assert sorted(np.concatenate(first[:2])) == list(range(16))  # the first block, shuffled
     assert not np.array_equal(np.concatenate(first), np.concatenate(second))
-    again = [b.numpy() for b in epoch(epochs.epoch_seed(0, 0))]
+    again = [b.numpy() for b in epoch(keras_kd.seeds.epoch_seed(0, 0))]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
 
 

@@ -75,4 +75,4 @@ def test_interpolation_needs_one_teacher_of_the_students_architecture():
         build(keras_kd.jobs.DistillConfig, {"student_init": "interpolate:0.5"})
     config = build(keras_kd.jobs.DistillConfig,
                    {"student_init": "interpolate:0.5", "members": 1, "teacher_arch": "resnet8"})
-    assert "initinterpolate0.5-teacher" in keras_kd.jobs.distill.output_dir(config, "digits")
+    assert "initinterpolate0.5-teacher" in keras_kd.jobs.folders.path(config, "digits", "distill")

@@ -122,7 +122,7 @@ def test_bad_settings_are_named(overrides, message):
 
 
 def test_make_optimizer_decays_along_a_cosine():
-    optimizer = training.make_optimizer("sgd", 0.1, decay_steps=10)
+    optimizer = keras_kd.optimizers.make_optimizer("sgd", 0.1, decay_steps=10)
     schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
     assert float(schedule(0)) == pytest.approx(0.1) and float(schedule(10)) == pytest.approx(0.0, abs=1e-7)
     assert float(schedule(5)) == pytest.approx(0.05, rel=1e-5)

@@ -16,34 +16,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-
-class _BatchSeed(keras.random.SeedGenerator):
-    """A seed generator that derives every draw from one batch seed.
-
-    Keras' random layers draw from a `SeedGenerator`, whose state is a
-    variable; in a parallel `tf.data` map its updates race, so the draws would
-    depend on thread timing. This one hands out `fold_in(seed, n)` for the
-    n-th draw instead, and owns no variable (hence no `super().__init__`).
-
-    No public Keras API fits: `keras.random` takes an int, `None` or a
-    `SeedGenerator` as a seed (not a seed tensor), and `SeedGenerator`'s own
-    constructor makes a variable, which a `tf.data` map function cannot. It
-    overrides only `next`, the one method Keras' random ops call; the version
-    check in `tests/test_package.py` makes a Keras upgrade re-examine it.
-    """
-
-    def __init__(self, seed):
-        self._seed = seed
-        self._draws = 0
-
-    def next(self, ordered=True):
-        self._draws += 1
-        return tf.random.experimental.stateless_fold_in(self._seed, self._draws)
-
-
-def stage_seed(seed, index):
-    """The seed of the `index`-th draw (or stage) derived from `seed`."""
-    return tf.random.experimental.stateless_fold_in(seed, index)
+from keras_kd import seeds
+from keras_kd.keras_compat import BatchSeed
 
 
 def crop_padding(image_size):
@@ -101,7 +75,7 @@ class KerasLayers:
         images = batch["x"]
         for index, layer in enumerate(self.layers):
             transformation = layer.get_random_transformation(
-                images, training=True, seed=_BatchSeed(stage_seed(seed, index))
+                images, training=True, seed=BatchSeed(seeds.fold_in(seed, index, bits=32))
             )
             images = layer.transform_images(images, transformation, training=True)
         return {**batch, "x": tf.cast(images, batch["x"].dtype)}
@@ -136,7 +110,7 @@ class MixUp:
     def __call__(self, batch, seed):
         inputs, labels = batch["x"], batch["y"]
         batch_size = tf.shape(inputs)[0]
-        draws = _BatchSeed(seed)
+        draws = BatchSeed(seed)
         partner = keras.random.shuffle(tf.range(batch_size, dtype="int64"), seed=draws)
         lam = keras.random.beta((batch_size,), self.alpha, self.alpha, seed=draws)
         weight = _per_example(tf.cast(lam, inputs.dtype), inputs)
@@ -173,16 +147,16 @@ class CutMix:
         batch_size = tf.shape(inputs)[0]
         sizes = inputs.shape[1:-1]  # (height, width) or (length,)
         lam = keras.random.beta(
-            (batch_size,), self.alpha, self.alpha, seed=_BatchSeed(stage_seed(seed, 0))
+            (batch_size,), self.alpha, self.alpha, seed=BatchSeed(seeds.fold_in(seed, 0, bits=32))
         )
         # A box of a 1 - lam share: each side scaled by (1 - lam)^(1 / axes).
         cut = tf.sqrt(1.0 - lam) if len(sizes) == 2 else 1.0 - lam
-        centres = tf.random.stateless_uniform([batch_size, 2], stage_seed(seed, 1))
+        centres = tf.random.stateless_uniform([batch_size, 2], seeds.fold_in(seed, 1, bits=32))
         box = _box_mask(centres[:, 0], cut, sizes[0])
         if len(sizes) == 2:
             box = box[:, :, None] & _box_mask(centres[:, 1], cut, sizes[1])[:, None, :]
         partner = tf.argsort(
-            tf.random.stateless_uniform([batch_size], stage_seed(seed, 2))
+            tf.random.stateless_uniform([batch_size], seeds.fold_in(seed, 2, bits=32))
         )
         mixed_inputs = tf.where(box[..., None], tf.gather(inputs, partner), inputs)
         pasted = tf.reduce_mean(tf.cast(box, tf.float32), axis=list(range(1, box.shape.rank)))

@@ -1,183 +1,29 @@
-"""Datasets by name: `digits`, `mnist1d[:settings]`, `tfds:<name>` and `npz:<path>`.
+"""Dataset loaders: `digits`, `mnist1d[:settings]`, `tfds:<name>` and `npz:<path>`.
 
-Every dataset comes back as unbatched `tf.data` splits of `(x, y)` pairs,
-`x` float32 (images scaled to [0, 1]) and `y` int32 class ids, plus a
-`DatasetInfo` with its class count and input shape. The rank of the input
-shape says what an example is (`DatasetInfo.kind`): `(features,)` a feature
-vector, `(length, channels)` a signal, `(height, width, channels)` an image.
+Every dataset comes back as a `keras_kd.data.splits.Splits`: unbatched
+`tf.data` splits of `(x, y)` pairs, `x` float32 (images scaled to [0, 1]) and
+`y` int32 class ids, plus a `DatasetInfo` with its class count and input
+shape; the rank of the input shape says what an example is
+(`DatasetInfo.kind`). Names are checked by `keras_kd.data.names`.
 A text dataset (a TFDS dataset whose input is text, or an npz file of
 strings) comes back as int32 token ids `(sequence_length,)`, of kind
 `"tokens"`; see `keras_kd.data.text` for its settings.
 """
 
-import dataclasses
-import functools
-import hashlib
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
-from keras_kd.data import epochs as epochs_lib
-from keras_kd.data import fingerprint
 from keras_kd.data import mnist1d
 from keras_kd.data import text as text_lib
+from keras_kd.data.names import check_name
+from keras_kd.data.splits import KINDS
+from keras_kd.data.splits import DatasetError
+from keras_kd.data.splits import DatasetInfo
+from keras_kd.data.splits import Splits
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-# What an example is, by the rank of its shape.
-KINDS = {1: "features", 2: "signals", 3: "images"}
-# Token ids of a text dataset: rank 1 like features, but integers.
-TOKENS = "tokens"
-
-
-def input_kind(input_shape, dtype=None):
-    """`"features"`, `"signals"` or `"images"` for a per-example input shape;
-    `"tokens"` for integer inputs of rank 1 (token ids).
-
-    >>> input_kind((40, 1)), input_kind((8, 8, 1)), input_kind((64,), "int32")
-    ('signals', 'images', 'tokens')
-    """
-    rank = len(tuple(input_shape))
-    if rank == 1 and dtype is not None and np.issubdtype(np.dtype(dtype), np.integer):
-        return TOKENS
-    return KINDS.get(rank, f"rank-{rank} inputs")
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used as it is: its name, file, arrays or labels.
-
-    Raised by `load` before any model is built; the message names the
-    dataset (and file) and what was expected. The apps print it as a usage
-    error.
-    """
-
-
-def check_name(name):
-    """Raises a `DatasetError` unless `name` has the form `load` takes.
-
-    >>> check_name("tfds:mnist")
-    >>> check_name("cifar")
-    Traceback (most recent call last):
-    ...
-    keras_kd.data.datasets.DatasetError: Unknown dataset 'cifar'; expected 'digits', 'mnist1d[:<setting>=<value>,...]', 'tfds:<name>' or 'npz:<path>'.
-    """
-    if name == "digits":
-        return
-    if mnist1d.is_name(name):
-        try:
-            mnist1d.parse_name(name)
-        except ValueError as error:
-            raise DatasetError(str(error)) from None
-        return
-    for prefix in ("tfds:", "npz:"):
-        if isinstance(name, str) and name.startswith(prefix) and len(name) > len(prefix):
-            base, settings = text_lib.split_name(name)
-            if settings is not None:
-                try:
-                    text_lib.parse_settings(base, settings)
-                except ValueError as error:
-                    raise DatasetError(str(error)) from None
-            return
-    raise DatasetError(
-        f"Unknown dataset {name!r}; expected 'digits', 'mnist1d[:<setting>=<value>,...]', "
-        "'tfds:<name>' or 'npz:<path>'."
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset.
-
-    `settings` holds how a generated dataset was made (MNIST-1D's size and
-    noise, say) or read (a text dataset's vocabulary size and sequence
-    length); it is empty for data read as it is. `vocabulary_size` is the
-    range of a text dataset's token ids (`None` for other data).
-    """
-
-    name: str
-    num_classes: int
-    input_shape: tuple
-    num_train: int
-    num_test: int
-    settings: dict = dataclasses.field(default_factory=dict)
-    vocabulary_size: int | None = None
-
-    @property
-    def kind(self):
-        """`"features"`, `"signals"` or `"images"`, by the input's rank;
-        `"tokens"` for a text dataset."""
-        return TOKENS if self.vocabulary_size else input_kind(self.input_shape)
-
-    @property
-    def slug(self):
-        """The name as a folder name (`tfds:cifar10` -> `tfds_cifar10`)."""
-        base, settings = text_lib.split_name(self.name)
-        if base.startswith("npz:"):
-            base = "npz:" + os.path.splitext(os.path.basename(base[4:]))[0]
-        if settings:
-            base += ":" + settings
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)
-
-
-@dataclasses.dataclass(frozen=True)
-class Splits:
-    """A dataset's `train` and `test` splits and its `info`."""
-
-    train: tf.data.Dataset
-    test: tf.data.Dataset
-    info: DatasetInfo
-    vocabulary: tuple = ()
-
-    def vectorizer(self):
-        """For a text dataset, the layer that reads raw strings as its token
-        ids (`keras_kd.data.text.vectorizer`); `None` for other data."""
-        if not self.vocabulary:
-            return None
-        return text_lib.vectorizer(self.vocabulary, self.info.input_shape[0])
-
-    @functools.cached_property
-    def digest(self):
-        """A digest of the content of both splits, in order: what fingerprints of
-        trained artifacts record (computed once per `Splits`)."""
-        both = fingerprint.dataset_fingerprint(self.train) + fingerprint.dataset_fingerprint(
-            self.test
-        )
-        return hashlib.sha256(both.encode()).hexdigest()[:16]
-
-    def train_head(self, fraction):
-        """These splits with the training split cut to its first `fraction` of
-        examples (at least one): the D0 of the data-recycling experiment.
-
-        Example:
-
-        >>> data = keras_kd.data.load("digits")
-        >>> data.train_head(0.5).info.num_train, data.info.num_train
-        (674, 1347)
-        """
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}.")
-        if fraction == 1.0:
-            return self
-        count = max(1, round(fraction * self.info.num_train))
-        info = dataclasses.replace(
-            self.info, num_train=count, settings={**self.info.settings, "train_head": count}
-        )
-        train = self.train.take(count).apply(tf.data.experimental.assert_cardinality(count))
-        return Splits(train, self.test, info)
-
-
-def default_ood_dataset(name):
-    """The dataset whose inputs the `ood` stage draws by default for dataset
-    `name`: for MNIST-1D, the same settings with shuffled sequences and
-    another seed (`keras_kd.data.mnist1d.shuffled_name`); `None` elsewhere.
-
-    >>> default_ood_dataset("mnist1d"), default_ood_dataset("digits")
-    ('mnist1d:seed=43,shuffle_seq=true', None)
-    """
-    return mnist1d.shuffled_name(name) if mnist1d.is_name(name) else None
-
-
 def load(name, data_dir=None, test_fraction=0.25):
     """Loads a dataset by name.
 
@@ -243,51 +89,6 @@ def load_texts(x_train, y_train, x_test, y_test, vocabulary_size=None, sequence_
                 if value is not None}
     text = ",".join(f"{key}={value}" for key, value in settings.items()) or None
     return _from_texts(name, text, x_train, y_train, x_test, y_test, num_classes)
-
-
-def batched(
-    split, batch_size, shuffle=False, seed=None, drop_remainder=False, epochs=None,
-    initial_epoch=0,
-):
-    """Batches an unbatched split, shuffling each epoch reproducibly if asked.
-
-    Args:
-        split: an unbatched `tf.data.Dataset` (of known length, to shuffle).
-        batch_size: examples per batch (the global batch under a strategy).
-        shuffle: whether to reshuffle the whole split each epoch.
-        seed: the shuffle seed; the same seed gives the same batches.
-        drop_remainder: whether to drop a last partial batch.
-        epochs: `None`: one epoch per pass, each pass reshuffled. An int:
-            epochs `initial_epoch .. epochs - 1` back to back in one pass,
-            each shuffled by `(seed, epoch)` alone, so a resumed run sees the
-            same batches (fit with `steps_per_epoch`; see `keras_kd.data.epochs`).
-        initial_epoch: the first epoch, with `epochs`.
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    if not shuffle and epochs is None:
-        return split.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-            tf.data.AUTOTUNE
-        )
-    size = int(split.cardinality())
-    if shuffle and size < 0:
-        raise ValueError(
-            "Shuffling needs the split's length; pass a dataset of known "
-            "cardinality (apply tf.data.experimental.assert_cardinality)."
-        )
-
-    if shuffle:
-        make_epoch = epochs_lib.shuffled_batches(split, size, batch_size, drop_remainder)
-    else:
-        def make_epoch(_):
-            return split.batch(batch_size, drop_remainder=drop_remainder)
-
-    batches = epochs_lib.stream(make_epoch, seed or 0, initial_epoch, epochs)
-    if size >= 0:
-        steps = size // batch_size if drop_remainder else -(-size // batch_size)
-        total = steps if epochs is None else steps * (epochs - initial_epoch)
-        batches = batches.apply(tf.data.experimental.assert_cardinality(total))
-    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _load_digits(test_fraction):

@@ -24,11 +24,11 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_kd.data import augment
+from keras_kd import digests
+from keras_kd import seeds
 from keras_kd.data import epochs as epochs_lib
-from keras_kd.data import fingerprint
 from keras_kd.data import teacher_cache
-from keras_kd.data.datasets import input_kind
+from keras_kd.data.splits import input_kind
 from keras_kd.data.policy import Policy
 from keras_kd.data.synthetic import SyntheticSource
 
@@ -111,8 +111,8 @@ def distillation_set(
     key_parts = None
     if mode == "disk":
         key_parts = {
-            "teacher": fingerprint.weights_fingerprint(teacher),
-            "data": fingerprint.dataset_fingerprint(split),
+            "teacher": digests.weights_digest(teacher),
+            "data": digests.dataset_digest(split),
             "num_classes": num_classes,
         }
     if not builder.policy.stochastic:
@@ -135,7 +135,7 @@ def distillation_set(
     views = teacher_cache.cached_views(
         teacher,
         lambda k: builder.augmented_epoch(
-            epochs_lib.epoch_seed(_sub_seed(seed, "view", k), 0)
+            seeds.epoch_seed(seeds.purpose_seed(seed, "view", k), 0)
         ),
         cached_views,
         mode,
@@ -202,12 +202,6 @@ def _cache_mode(policy, teacher, cache, cached_views, cache_dir, cached_bytes):
 
 # Indices of the draws of an epoch, folded into its seed.
 _SHUFFLE, _AUGMENT, _CHOOSE_VIEW, _VIEW_SHUFFLE = range(4)
-
-
-def _sub_seed(seed, purpose, index=0):
-    """An int seed for one purpose ("shuffle", "view", ...) derived from `seed`."""
-    words = [seed, index, *purpose.encode()]
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 class _Builder:
@@ -314,19 +308,19 @@ class _Builder:
 
     def _batch_seeds(self, epoch_seed):
         """The `[2]` seed of each batch of an epoch, by its index."""
-        augment_seed = epochs_lib.sub_seed(epoch_seed, _AUGMENT)
+        augment_seed = seeds.fold_in(epoch_seed, _AUGMENT)
         return tf.data.Dataset.counter().map(
-            lambda step: epochs_lib.sub_seed(augment_seed, step)
+            lambda step: seeds.fold_in(augment_seed, step)
         )
 
     def augmented_epoch(self, epoch_seed):
         """One epoch of freshly augmented batches (the teacher is not called)."""
         if self.real_batch_size == 0:
-            seeds = self._batch_seeds(epoch_seed).take(self.steps)
-            return seeds.map(
+            batch_seeds = self._batch_seeds(epoch_seed).take(self.steps)
+            return batch_seeds.map(
                 self._synthetic_only, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-        batches = self._split_batches(epochs_lib.sub_seed(epoch_seed, _SHUFFLE))
+        batches = self._split_batches(seeds.fold_in(epoch_seed, _SHUFFLE))
         return tf.data.Dataset.zip(batches, self._batch_seeds(epoch_seed)).map(
             lambda pair, batch_seed: self._augment(*pair, batch_seed),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -336,11 +330,11 @@ class _Builder:
     def _augment(self, x, y, seed):
         batch = {"x": x, "y": self._labels(y)}
         for index, stage in enumerate(self.stages):
-            batch = stage(batch, augment.stage_seed(seed, index))
+            batch = stage(batch, seeds.fold_in(seed, index, bits=32))
         if self.synthetic is None:
             return batch
         synthetic = self._synthetic_batch(
-            self.num_synthetic, augment.stage_seed(seed, len(self.stages))
+            self.num_synthetic, seeds.fold_in(seed, len(self.stages), bits=32)
         )
         real = {**batch, **self._real_extras(tf.shape(x)[0])}
         return {key: tf.concat([real[key], synthetic[key]], axis=0) for key in synthetic}
@@ -380,7 +374,7 @@ class _Builder:
         )
 
         def epoch(epoch_seed):
-            batches = batches_of(epochs_lib.sub_seed(epoch_seed, _SHUFFLE))
+            batches = batches_of(seeds.fold_in(epoch_seed, _SHUFFLE))
             return batches.map(
                 lambda pair, teacher_logits: {
                     "x": pair[0],
@@ -402,14 +396,14 @@ class _Builder:
         """
         shuffled = [
             epochs_lib.shuffled(
-                view, view_size, epochs_lib.sub_seed(epoch_seed, _VIEW_SHUFFLE + k)
+                view, view_size, seeds.fold_in(epoch_seed, _VIEW_SHUFFLE + k)
             )
             for k, view in enumerate(views)
         ]
-        choice_seed = epochs_lib.sub_seed(epoch_seed, _CHOOSE_VIEW)
+        choice_seed = seeds.fold_in(epoch_seed, _CHOOSE_VIEW)
         choices = tf.data.Dataset.range(view_size).map(
             lambda index: tf.random.stateless_uniform(
-                [], epochs_lib.sub_seed(choice_seed, index), 0, len(views), tf.int64
+                [], seeds.fold_in(choice_seed, index), 0, len(views), tf.int64
             )
         )
         # Every view holds a whole epoch, so none runs out before `take`.

@@ -15,18 +15,9 @@ epoch's seed. `stream` lays epochs out in one of two ways:
 
 import tensorflow as tf
 
+from keras_kd import seeds
+
 SHUFFLE_BLOCK = 50_000
-
-
-def epoch_seed(seed, epoch):
-    """The `[2]` int64 seed of epoch `epoch` (a Python int or a tensor)."""
-    base = tf.constant([seed % (2**63), 0], tf.int64)
-    return tf.random.experimental.stateless_fold_in(base, tf.cast(epoch, tf.int64))
-
-
-def sub_seed(seed, index):
-    """A `[2]` seed derived from a `[2]` seed and an integer index."""
-    return tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
 
 
 def stream(make_epoch, seed, start=0, stop=None):
@@ -52,7 +43,7 @@ def stream(make_epoch, seed, start=0, stop=None):
         if start > stop:
             raise ValueError(f"start={start} is past stop={stop}.")
         epochs = tf.data.Dataset.range(start, stop)
-    return epochs.flat_map(lambda epoch: make_epoch(epoch_seed(seed, epoch)))
+    return epochs.flat_map(lambda epoch: make_epoch(seeds.epoch_seed(seed, epoch)))
 
 
 def steps_per_epoch(dataset, epochs=None, initial_epoch=0):
@@ -96,7 +87,7 @@ def shuffled_batches(examples, size, batch_size, drop_remainder=False):
 
     def batches_of_block(index, block_examples, seed):
         count = tf.shape(tf.nest.flatten(block_examples)[0])[0]
-        order = tf.argsort(tf.random.stateless_uniform([count], sub_seed(seed, index)))
+        order = tf.argsort(tf.random.stateless_uniform([count], seeds.fold_in(seed, index)))
         # Blocks hold whole batches; only the last block can end in a partial one.
         num_batches = count // batch_size if drop_remainder else -(-count // batch_size)
 
@@ -128,7 +119,7 @@ def shuffled(examples, size, seed):
 
     def permute(index, block_examples):
         count = tf.shape(tf.nest.flatten(block_examples)[0])[0]
-        order = tf.argsort(tf.random.stateless_uniform([count], sub_seed(seed, index)))
+        order = tf.argsort(tf.random.stateless_uniform([count], seeds.fold_in(seed, index)))
         return tf.nest.map_structure(lambda t: tf.gather(t, order), block_examples)
 
     return examples.batch(block).enumerate().map(permute).unbatch()
@@ -138,3 +129,48 @@ def _with_batch_dim(tensor, batch_size, drop_remainder):
     if not drop_remainder:
         return tensor
     return tf.ensure_shape(tensor, [batch_size, *tensor.shape[1:]])
+
+
+def batched(
+    split, batch_size, shuffle=False, seed=None, drop_remainder=False, epochs=None,
+    initial_epoch=0,
+):
+    """Batches an unbatched split, shuffling each epoch reproducibly if asked.
+
+    Args:
+        split: an unbatched `tf.data.Dataset` (of known length, to shuffle).
+        batch_size: examples per batch (the global batch under a strategy).
+        shuffle: whether to reshuffle the whole split each epoch.
+        seed: the shuffle seed; the same seed gives the same batches.
+        drop_remainder: whether to drop a last partial batch.
+        epochs: `None`: one epoch per pass, each pass reshuffled. An int:
+            epochs `initial_epoch .. epochs - 1` back to back in one pass,
+            each shuffled by `(seed, epoch)` alone, so a resumed run sees the
+            same batches (fit with `steps_per_epoch`; see `stream`).
+        initial_epoch: the first epoch, with `epochs`.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if not shuffle and epochs is None:
+        return split.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+            tf.data.AUTOTUNE
+        )
+    size = int(split.cardinality())
+    if shuffle and size < 0:
+        raise ValueError(
+            "Shuffling needs the split's length; pass a dataset of known "
+            "cardinality (apply tf.data.experimental.assert_cardinality)."
+        )
+
+    if shuffle:
+        make_epoch = shuffled_batches(split, size, batch_size, drop_remainder)
+    else:
+        def make_epoch(_):
+            return split.batch(batch_size, drop_remainder=drop_remainder)
+
+    batches = stream(make_epoch, seed or 0, initial_epoch, epochs)
+    if size >= 0:
+        steps = size // batch_size if drop_remainder else -(-size // batch_size)
+        total = steps if epochs is None else steps * (epochs - initial_epoch)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(total))
+    return batches.prefetch(tf.data.AUTOTUNE)

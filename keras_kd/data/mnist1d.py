@@ -8,8 +8,6 @@ name, `mnist1d:<setting>=<value>,...`, e.g. `mnist1d:num_train=1000` or
 in an `.npz` file per setting so a sweep does not rebuild it run after run.
 """
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -17,6 +15,7 @@ import zipfile
 
 import numpy as np
 
+from keras_kd import digests
 from keras_kd import export
 
 PREFIX = "mnist1d"
@@ -147,8 +146,7 @@ def _make(settings):
 
 
 def _cache_path(settings, cache_dir):
-    encoded = json.dumps({**settings, "generator": "mnist1d.make_dataset"}, sort_keys=True)
-    key = hashlib.sha256(encoded.encode()).hexdigest()[:16]
+    key = digests.json_digest({**settings, "generator": "mnist1d.make_dataset"}, length=16)
     return os.path.join(cache_dir, f"mnist1d-{key}.npz")
 
 

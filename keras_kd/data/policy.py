@@ -30,14 +30,22 @@ Each stage states the kinds of inputs it applies to (`"images"`, `"signals"`,
 that does not apply to a dataset's inputs is refused before any training.
 Stages live in a registry, `STAGES`; `register_stage` adds one of your own
 that every policy, flag and sweep then knows.
+
+The stages' settings are declared once, in `StageSettings`: each with its
+default, bounds and the stages that read it. `Policy` and the distill job's
+`keras_kd.jobs.DistillationSet` both are `StageSettings`, so a new setting is
+one field there: the flag, its checks, the run's keys and the report's
+`policy_settings` follow from it.
 """
 
 import dataclasses
 from typing import Callable
 
+from keras_kd.config import Config
+from keras_kd.config import setting
 from keras_kd.data import augment
-from keras_kd.data import datasets
-from keras_kd.data.datasets import input_kind
+from keras_kd.data import splits
+from keras_kd.data.splits import input_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Stage:
         mixes_labels: whether it turns labels into distributions.
         inputs: the kinds of inputs it applies to, among `INPUT_KINDS`.
         needs_rgb: whether images must have 3 channels.
+        details: `details(policy, input_shape)` returns what the stage derives
+            from the input shape, for reports (`{"crop_padding": 4}`), or `None`.
     """
 
     name: str
@@ -60,17 +70,18 @@ class Stage:
     mixes_labels: bool = False
     inputs: tuple = ("images",)
     needs_rgb: bool = False
+    details: Callable | None = None
 
 
 # The stage registry: name -> Stage, in registration order.
 STAGES = {}
-INPUT_KINDS = (*datasets.KINDS.values(), datasets.TOKENS)
+INPUT_KINDS = (*splits.KINDS.values(), splits.TOKENS)
 # Inputs of real values, which noise and mixing apply to (token ids are not).
-_CONTINUOUS = tuple(datasets.KINDS.values())
+_CONTINUOUS = tuple(splits.KINDS.values())
 
 
 def register_stage(name, build, *, mixes_labels=False, inputs=("images",), needs_rgb=False,
-                   overwrite=False):
+                   details=None, overwrite=False):
     """Registers a distillation-set stage under `name`.
 
     Example:
@@ -99,7 +110,7 @@ def register_stage(name, build, *, mixes_labels=False, inputs=("images",), needs
     if unknown or not inputs:
         raise ValueError(f"Stage {name!r}: inputs must be kinds among {INPUT_KINDS}; "
                          f"got {inputs!r}.")
-    STAGES[name] = Stage(name, build, mixes_labels, inputs, needs_rgb)
+    STAGES[name] = Stage(name, build, mixes_labels, inputs, needs_rgb, details)
     return STAGES[name]
 
 
@@ -119,16 +130,18 @@ def _ablation(name):
 
 
 register_stage("identity", _no_transforms, inputs=INPUT_KINDS)
-register_stage("crop_flip", _crop_flip)
+register_stage("crop_flip", _crop_flip, details=lambda policy, input_shape: {
+    "crop_padding": policy.crop_padding(input_shape)})
 register_stage("shift", lambda policy, input_shape: [
-    augment.RandomCrop(policy.shift_padding(input_shape))], inputs="signals")
+    augment.RandomCrop(policy.shift_padding(input_shape))], inputs="signals",
+    details=lambda policy, input_shape: {"shift_padding": policy.shift_padding(input_shape)})
 register_stage("noise", lambda policy, _: [augment.GaussianNoise(policy.noise_std)],
                inputs=_CONTINUOUS)
 register_stage("mixup", lambda policy, _: [augment.MixUp(policy.mixup_alpha,
                                                           policy.mixup_portion)],
                mixes_labels=True, inputs=_CONTINUOUS)
 register_stage("token_mask", lambda policy, _: [augment.TokenMask(policy.mask_rate)],
-               inputs=datasets.TOKENS)
+               inputs=splits.TOKENS)
 register_stage("cutmix", lambda policy, _: [augment.CutMix(policy.mixup_alpha,
                                                             policy.mixup_portion)],
                mixes_labels=True, inputs=("signals", "images"))
@@ -153,34 +166,67 @@ def default_flip(dataset_name):
     return dataset_name.split("/")[0] not in _DIGIT_DATASETS
 
 
+def stage_setting(stages, default, help, **constraints):
+    """A `StageSettings` leaf read by `stages` (reported when a policy has one of them)."""
+    field = setting(default, help, **constraints)
+    return dataclasses.field(default=default, metadata={**field.metadata, "stages": stages})
+
+
 @dataclasses.dataclass(frozen=True)
-class Policy:
+class StageSettings(Config):
+    """The settings of the distillation-set stages, each declared once.
+
+    Each is a `stage_setting`: its default, help, bounds and the stages that
+    read it, which `Policy.describe` reports when the policy has one of them.
+    """
+
+    mixup_alpha: float = stage_setting(
+        ("mixup", "cutmix"), 1.0, "Beta(a, a) parameter of mixup and cutmix.", above=0.0
+    )
+    mixup_portion: float = stage_setting(
+        ("mixup", "cutmix"), 1.0, "Share of each batch that mixup/cutmix mix.",
+        lower=0.0, upper=1.0,
+    )
+    synthetic_fraction: float = stage_setting(
+        SYNTHETIC_STAGES, 0.5, "Share of each batch drawn from the generator under the gan "
+        "stage (or from the other dataset under ood); 0 adds none, 1 leaves no real "
+        "examples.", lower=0.0, upper=1.0,
+    )
+    synthetic_temperature: float | None = stage_setting(
+        SYNTHETIC_STAGES, None, "Distillation temperature of synthetic examples (default: "
+        "--temperature).", above=0.0,
+    )
+    noise_std: float = stage_setting(
+        ("noise",), 0.1, "Standard deviation of the noise stage.", above=0.0
+    )
+    mask_rate: float = stage_setting(
+        ("token_mask",), 0.15, "Share of a text's tokens the token_mask stage masks.",
+        lower=0.0, below=1.0,
+    )
+
+
+def stage_settings(config):
+    """`{name: value}` of the `StageSettings` leaves of `config` (a `StageSettings`)."""
+    return {field.name: getattr(config, field.name)
+            for field in dataclasses.fields(StageSettings)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy(StageSettings):
     """How the distillation set is built from a training split.
 
-    Build one with `Policy.parse("crop_flip+mixup", mixup_alpha=1.0)`.
+    Build one with `Policy.parse("crop_flip+mixup", mixup_alpha=1.0)`; a
+    policy that exists is valid (its stages registered and composable, its
+    settings in their bounds).
 
     Attributes:
         stages: stage names, in order (see the module docstring).
         flip: whether `crop_flip` flips images horizontally.
-        mixup_alpha: Beta(alpha, alpha) parameter of `mixup` and `cutmix`.
-        mixup_portion: share of each batch that `mixup`/`cutmix` mix, in [0, 1].
-        synthetic_fraction: share of each batch drawn from the synthetic
-            source when the policy has `gan` or `ood`, in [0, 1] (0 adds none: the
-            real-data end of a sweep; 1 leaves no real examples).
-        synthetic_temperature: distillation temperature of synthetic examples
-            (`None`: the distiller's own).
-        noise_std: standard deviation of the `noise` stage.
-        mask_rate: the share of tokens `token_mask` masks, in [0, 1).
+        (and every `StageSettings` field)
     """
 
-    stages: tuple = ("identity",)
-    flip: bool = True
-    mixup_alpha: float = 1.0
-    mixup_portion: float = 1.0
-    synthetic_fraction: float = 0.5
-    synthetic_temperature: float | None = None
-    noise_std: float = 0.1
-    mask_rate: float = 0.15
+    stages: tuple = setting(("identity",), "Stage names, in order.")
+    flip: bool = stage_setting(("crop_flip",), True, "Whether crop_flip flips horizontally.")
 
     @classmethod
     def parse(cls, spec, **options):
@@ -195,9 +241,10 @@ class Policy:
                 f"got {spec!r}."
             )
         stages = tuple(part.strip() for part in spec.split("+"))
-        policy = cls(stages=stages, **options)
-        policy.validate()
-        return policy
+        return cls(stages=stages, **options)
+
+    def check(self):
+        self._validate_stages()
 
     @property
     def name(self):
@@ -233,6 +280,11 @@ class Policy:
             kind: what the inputs are (`keras_kd.data.DatasetInfo.kind`);
                 by default, what their shape says (see `input_kind`).
         """
+        self._validate_stages()
+        if input_shape is not None:
+            self._validate_input_shape(tuple(input_shape), kind)
+
+    def _validate_stages(self):
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
             raise ValueError(
@@ -252,30 +304,6 @@ class Policy:
                 f"Policy {self.name!r}: 'identity' stands alone; drop it from a "
                 "composed policy."
             )
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"flip must be True or False; got {self.flip!r}.")
-        if not float(self.mixup_alpha) > 0.0:
-            raise ValueError(f"mixup_alpha must be > 0; got {self.mixup_alpha!r}.")
-        if not 0.0 <= float(self.mixup_portion) <= 1.0:
-            raise ValueError(
-                f"mixup_portion must be in [0, 1]; got {self.mixup_portion!r}."
-            )
-        if not 0.0 <= float(self.synthetic_fraction) <= 1.0:
-            raise ValueError(
-                "synthetic_fraction must be in [0, 1]; got "
-                f"{self.synthetic_fraction!r}."
-            )
-        if self.synthetic_temperature is not None and not float(self.synthetic_temperature) > 0:
-            raise ValueError(
-                "synthetic_temperature must be > 0 (or None for the distiller's); "
-                f"got {self.synthetic_temperature!r}."
-            )
-        if not float(self.noise_std) > 0.0:
-            raise ValueError(f"noise_std must be > 0; got {self.noise_std!r}.")
-        if not 0.0 <= float(self.mask_rate) < 1.0:
-            raise ValueError(f"mask_rate must be in [0, 1); got {self.mask_rate!r}.")
-        if input_shape is not None:
-            self._validate_input_shape(tuple(input_shape), kind)
 
     def _validate_input_shape(self, input_shape, kind=None):
         kind = kind or input_kind(input_shape)
@@ -319,20 +347,12 @@ class Policy:
     def describe(self, input_shape=None):
         """The policy as a JSON-ready dict, for reports (settings in use only)."""
         description = {"policy": self.name}
-        if "crop_flip" in self.stages:
-            description["flip"] = self.flip
-            if input_shape is not None:
-                description["crop_padding"] = self.crop_padding(input_shape)
-        if "shift" in self.stages and input_shape is not None:
-            description["shift_padding"] = self.shift_padding(input_shape)
-        if "noise" in self.stages:
-            description["noise_std"] = float(self.noise_std)
-        if "token_mask" in self.stages:
-            description["mask_rate"] = float(self.mask_rate)
-        if self.mixes_labels:
-            description["mixup_alpha"] = float(self.mixup_alpha)
-            description["mixup_portion"] = float(self.mixup_portion)
-        if self.uses_synthetic:
-            description["synthetic_fraction"] = float(self.synthetic_fraction)
-            description["synthetic_temperature"] = self.synthetic_temperature
+        for field in dataclasses.fields(self):
+            if set(field.metadata.get("stages", ())) & set(self.stages):
+                value = getattr(self, field.name)
+                description[field.name] = value if value is None or isinstance(value, bool) \
+                    else float(value)
+        for stage in self.stages:
+            if STAGES[stage].details is not None and input_shape is not None:
+                description.update(STAGES[stage].details(self, tuple(input_shape)))
         return description

@@ -6,12 +6,10 @@ batch. It also has a fingerprint, so a teacher-output cache that holds
 synthetic examples is never reused for another source.
 """
 
-import hashlib
-
 import numpy as np
 import tensorflow as tf
 
-from keras_kd.data.fingerprint import weights_fingerprint
+from keras_kd import digests
 
 
 class SyntheticSource:
@@ -63,7 +61,7 @@ class SyntheticSource:
         return cls(
             sample,
             input_shape=generator.output_shape[1:],
-            fingerprint="generator:" + weights_fingerprint(generator),
+            fingerprint="generator:" + digests.weights_digest(generator),
             description=f"generator {generator.name}",
         )
 
@@ -87,6 +85,6 @@ class SyntheticSource:
         return cls(
             sample,
             input_shape=inputs.shape[1:],
-            fingerprint="inputs:" + hashlib.sha256(inputs.tobytes()).hexdigest(),
+            fingerprint="inputs:" + digests.bytes_digest(inputs.tobytes()),
             description=f"{len(inputs)} unlabeled inputs",
         )

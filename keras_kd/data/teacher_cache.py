@@ -17,7 +17,6 @@ a digest of every file: a cache damaged since (a file deleted or cut short)
 is reported by path and rebuilt, never read.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from keras_kd import digests
 from keras_kd import export
 
 MODES = ("auto", "memory", "disk", "off")
@@ -50,8 +50,7 @@ def resolve_mode(mode, estimated_bytes):
 
 def cache_key(parts):
     """A short digest of the JSON-ready `parts` a cache depends on."""
-    encoded = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(encoded).hexdigest()[:24]
+    return digests.json_digest(parts, length=24)
 
 
 def teacher_logits_fn(teacher):
@@ -175,19 +174,15 @@ def _is_complete(path):
 
 def _file_digests(path):
     """`{relative path: sha256}` of every file under `path` but the manifest."""
-    digests = {}
+    found = {}
     for root, _, names in os.walk(path):
         for name in names:
             full = os.path.join(root, name)
             relative = os.path.relpath(full, path)
             if relative == _MANIFEST:
                 continue
-            digest = hashlib.sha256()
-            with open(full, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            digests[relative] = digest.hexdigest()
-    return digests
+            found[relative] = digests.file_digest(full)
+    return found
 
 
 def _write_manifest(path, key_parts, **details):

@@ -9,6 +9,7 @@ flags into a config and call a job.
 
 from keras_kd.jobs import distill
 from keras_kd.jobs import evaluate
+from keras_kd.jobs import folders
 from keras_kd.jobs import gan
 from keras_kd.jobs import lock
 from keras_kd.jobs import outline
@@ -44,6 +45,7 @@ __all__ = [
     "Training",
     "distill",
     "evaluate",
+    "folders",
     "gan",
     "lock",
     "outline",

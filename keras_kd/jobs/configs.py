@@ -14,20 +14,22 @@ Example:
 """
 
 import dataclasses
-import hashlib
-import json
 
 from keras_kd import config as config_lib
+from keras_kd import digests
 from keras_kd import data as data_lib
 from keras_kd import initialization
 from keras_kd import models
 from keras_kd import training as training_lib
 from keras_kd.config import Config
 from keras_kd.config import group
+from keras_kd.config import like
 from keras_kd.config import setting
 from keras_kd.runtime import Runtime
-from keras_kd.training import OPTIMIZERS
+from keras_kd import seeds
+from keras_kd.optimizers import OPTIMIZERS
 from keras_kd.training import ClassifierSpec
+from keras_kd.training import Training
 from keras_kd.version import __version__
 
 
@@ -39,30 +41,22 @@ class Data(Config):
         "digits", "Dataset: 'digits' (bundled 8x8 images), 'mnist1d' (generated signals; "
         "settings in the name: mnist1d:num_train=1000,...), 'tfds:<name>' or 'npz:<path>'."
     )
-    data_dir: str | None = setting(None, "TFDS data folder (TFDS' default if unset).")
+    data_dir: str | None = setting(None, "TFDS data folder (TFDS' default if unset).",
+                                   shapes_result=False)
 
     def check(self):
         data_lib.check_name(self.dataset)
 
 
 @dataclasses.dataclass(frozen=True)
-class Training(Config):
-    """Training settings the student and the teacher members share."""
-
-    batch_size: int = setting(64, "Global batch size.", lower=1)
-    optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
-    weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
-    seed: int = setting(0, "Seed of initializations, batch order and augmentation.")
-
-
-@dataclasses.dataclass(frozen=True)
 class Teacher(Config):
     """The teacher ensemble: how each member is trained, and where members live."""
 
-    arch: str = setting("resnet20", "Teacher member architecture.", flag="teacher_arch")
+    arch: str = like(ClassifierSpec, "arch", help="Teacher member architecture.",
+                     flag="teacher_arch")
     members: int = setting(3, "Teacher ensemble size.", lower=1)
-    epochs: int = setting(15, "Epochs per teacher member.", flag="teacher_epochs", lower=1)
+    epochs: int = like(ClassifierSpec, "epochs", help="Epochs per teacher member.",
+                       flag="teacher_epochs")
     optimizer: str | None = setting(
         None, "Optimizer of the teacher members (default: --optimizer).",
         flag="teacher_optimizer", choices=OPTIMIZERS,
@@ -71,10 +65,10 @@ class Teacher(Config):
         None, "Learning rate of the teacher members (default: --lr).", flag="teacher_lr",
         above=0.0,
     )
-    augment: str = setting(
-        "identity", "Augmentation the teacher members are trained with: label-keeping "
-        "policy stages joined with '+' (shift on signals, crop_flip on images).",
-        flag="teacher_augment",
+    augment: str = like(
+        ClassifierSpec, "augment", help="Augmentation the teacher members are trained "
+        "with: label-keeping policy stages joined with '+' (shift on signals, crop_flip "
+        "on images).", flag="teacher_augment",
     )
     data_fraction: float = setting(
         1.0, "Share of the training split the members are trained on: its first "
@@ -84,6 +78,7 @@ class Teacher(Config):
     directory: str | None = setting(
         None, "Folder of teacher members to reuse or fill "
         "(default <saved_models_dir>/<dataset>/teachers).", flag="teachers_dir",
+        shapes_result=False,
     )
 
     def check(self):
@@ -165,6 +160,7 @@ class Control(Config):
     directory: str | None = setting(
         None, "Folder of independent students to reuse or fill "
         "(default <saved_models_dir>/<dataset>/controls).", flag="controls_dir",
+        shapes_result=False,
     )
 
 
@@ -179,8 +175,12 @@ class Distillation(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillationSet(Config):
-    """How the distillation set is built from the training split (see `keras_kd.data`)."""
+class DistillationSet(data_lib.StageSettings):
+    """How the distillation set is built from the training split (see `keras_kd.data`).
+
+    The stages' own settings (`mixup_alpha`, `noise_std`, ...) are
+    `keras_kd.data.StageSettings`' fields, declared there once.
+    """
 
     policy: str = setting(
         "identity", "Distillation-set policy: registered stages joined with '+' "
@@ -189,22 +189,6 @@ class DistillationSet(Config):
     flip: str = setting(
         "auto", "Horizontal flip in crop_flip; auto: on, except for digit datasets.",
         choices=("auto", "on", "off"),
-    )
-    mixup_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.", above=0.0)
-    mixup_portion: float = setting(
-        1.0, "Share of each batch that mixup/cutmix mix.", lower=0.0, upper=1.0
-    )
-    synthetic_fraction: float = setting(
-        0.5, "Share of each batch drawn from the generator under the gan stage.",
-        lower=0.0, upper=1.0,
-    )
-    synthetic_temperature: float | None = setting(
-        None, "Distillation temperature of synthetic examples (default: --temperature).",
-        above=0.0,
-    )
-    noise_std: float = setting(0.1, "Standard deviation of the noise stage.", above=0.0)
-    mask_rate: float = setting(
-        0.15, "Share of a text's tokens the token_mask stage masks.", lower=0.0, upper=0.99,
     )
     data: str = setting(
         "all", "Examples the distillation set is drawn from: the whole training split "
@@ -238,14 +222,7 @@ class DistillationSet(Config):
         if flip is None:
             flip = data_lib.default_flip(dataset_name)
         return data_lib.Policy.parse(
-            self.policy,
-            flip=flip,
-            mixup_alpha=self.mixup_alpha,
-            mixup_portion=self.mixup_portion,
-            synthetic_fraction=self.synthetic_fraction,
-            synthetic_temperature=self.synthetic_temperature,
-            noise_std=self.noise_std,
-            mask_rate=self.mask_rate,
+            self.policy, flip=flip, **data_lib.stage_settings(self)
         )
 
 
@@ -264,7 +241,7 @@ class Cache(Config):
     )
     directory: str | None = setting(
         None, "Folder of disk caches (default <saved_models_dir>/<dataset>/teacher_cache).",
-        flag="cache_dir",
+        flag="cache_dir", shapes_result=False,
     )
 
 
@@ -273,9 +250,11 @@ class Output(Config):
     """Where a job writes."""
 
     directory: str | None = setting(
-        None, "Run folder (default under <saved_models_dir>/<dataset>/).", flag="output_dir"
+        None, "Run folder (default under <saved_models_dir>/<dataset>/).", flag="output_dir",
+        shapes_result=False,
     )
-    saved_models_dir: str = setting("saved_models", "Root of the default output folders.")
+    saved_models_dir: str = setting("saved_models", "Root of the default output folders.",
+                                    shapes_result=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,7 +326,7 @@ class DistillConfig(Config):
         derived from `training.seed` for it alone."""
         return dataclasses.replace(
             self.student_spec(), lr=self.training.lr,
-            seed=training_lib.derived_seed(self.training.seed, "control"),
+            seed=seeds.derived_seed(self.training.seed, "control"),
         )
 
     def run_name(self):
@@ -423,31 +402,22 @@ class GANConfig(Config):
         return self.teacher.spec(self.training)
 
 
-# Settings that change where a job writes or how it runs, not what it computes.
-_RUNTIME_ONLY = ("data_dir", "teachers_dir", "controls_dir", "cache_dir", "output_dir",
-                 "saved_models_dir",
-                 "strategy", "cpu_replicas", "jit_compile", "backup_dir")
-
-
 def config_hash(config, length=6):
-    """A short digest of every setting of `config` but where it writes and how it runs.
+    """A short digest of every setting of `config` that shapes its result
+    (`keras_kd.config.result_settings`): not where it writes and how it runs.
 
     >>> config_hash(DistillConfig()) == config_hash(DistillConfig(output=Output("elsewhere")))
     True
     """
-    settings = {name: value for name, value in config_lib.flat(config).items()
-                if name not in _RUNTIME_ONLY}
-    encoded = json.dumps(settings, sort_keys=True, default=str).encode()
-    return hashlib.sha256(encoded).hexdigest()[:length]
+    return digests.json_digest(config_lib.result_settings(config), length=length)
 
 
 def training_fingerprint(config, data_digest):
-    """What shapes a job's training, for its backups: every setting but where it
-    writes and how it runs, the data's digest and keras_kd's version.
+    """What shapes a job's training, for its backups and result keys: every
+    setting that shapes its result, the data's digest and keras_kd's version.
 
     >>> sorted(training_fingerprint(DistillConfig(), "d"))[:3]
     ['alpha', 'batch_size', 'cached_views']
     """
-    settings = {name: value for name, value in config_lib.flat(config).items()
-                if name not in _RUNTIME_ONLY}
-    return {**settings, "data_digest": data_digest, "keras_kd": __version__}
+    return {**config_lib.result_settings(config), "data_digest": data_digest,
+            "keras_kd": __version__}

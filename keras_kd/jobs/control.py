@@ -7,25 +7,18 @@ whatever they learned, so only the gap above the control is what
 distillation bought.
 """
 
-import os
-
 import keras
 
+from keras_kd.jobs import folders
 from keras_kd.jobs import teachers as teachers_lib
-
-
-def controls_dir(config, dataset_slug):
-    """The folder of a job's independent students, its default filled in."""
-    return config.control.directory or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "controls"
-    )
 
 
 def independent_student(config, data, strategy, verbose="auto", backup_dir=None):
     """The control of a `DistillConfig`: trained, or reused from `controls_dir`.
 
     It is stored like a one-member teacher ensemble (`<controls_dir>/<arch>-
-    <key>/member_0.keras` with its record), keyed by `config.control_spec()`,
+    <key>/member_0.keras` with its record, see `keras_kd.jobs.folders`),
+    keyed by `config.control_spec()`,
     the dataset's content and keras_kd's version, so a distill run of another
     temperature, alpha or policy reuses it.
 
@@ -35,7 +28,7 @@ def independent_student(config, data, strategy, verbose="auto", backup_dir=None)
     """
     spec = config.control_spec()
     (record,) = teachers_lib.ensemble_members(
-        spec, data, 1, controls_dir(config, data.info.slug), verbose, config.runtime,
+        spec, data, 1, folders.path(config, data.info.slug, "controls"), verbose, config.runtime,
         backup_dir,
     )
     with strategy.scope():

@@ -6,7 +6,6 @@ from a notebook or a sweep to get the same run and the same files.
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 
@@ -16,48 +15,29 @@ import numpy as np
 from keras_kd import callbacks as callbacks_lib
 from keras_kd import config as config_lib
 from keras_kd import data as data_lib
+from keras_kd import digests
 from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
 from keras_kd import initialization
 from keras_kd import loss_surface
 from keras_kd import models
+from keras_kd import seeds
 from keras_kd import training
 from keras_kd.distiller import Distiller
-from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import configs
 from keras_kd.jobs import control as control_lib
+from keras_kd.jobs import folders
 from keras_kd.jobs import outline
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
 from keras_kd.jobs import teachers as teachers_lib
 
 
-def output_dir(config, dataset_slug):
-    """The run folder: `output.directory`, or one named by the main settings."""
-    return config.output.directory or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "distill", config.run_name()
-    )
-
-
-def cache_dir(config, dataset_slug):
-    """Where disk caches of teacher outputs go."""
-    return config.cache.directory or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "teacher_cache"
-    )
-
-
-def generator_path(config, dataset_slug):
-    """The generator file the `gan` stage samples."""
-    return config.distillation_set.generator or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "gan", "generator.keras"
-    )
-
-
 def result_key(config):
-    """A digest of what a distill run computes from: every setting but where it
-    writes and how it runs, the data's content, the GAN file its `gan` stage
-    samples (if any) and keras_kd's version.
+    """A digest of what a distill run computes from: every setting that shapes
+    its result, the data's content, the GAN file its `gan` stage samples (if
+    any) and keras_kd's version.
 
     Two runs with one key compute the same result, so a sweep may reuse one's
     result for the other (`keras_kd.experiments.run_sweep`'s `key`).
@@ -72,10 +52,9 @@ def result_key(config):
     slug, data_digest = _data_identity(config.data.dataset, config.data.data_dir)
     inputs = configs.training_fingerprint(config, data_digest)
     if "gan" in config.distillation_set.resolve(config.data.dataset).stages:
-        path = generator_path(config, slug)
-        inputs["generator"] = export.file_digest(path) if os.path.exists(path) else None
-    encoded = json.dumps(inputs, sort_keys=True, default=str).encode()
-    return hashlib.sha256(encoded).hexdigest()[:16]
+        path = folders.path(config, slug, "generator")
+        inputs["generator"] = digests.file_digest(path) if os.path.exists(path) else None
+    return digests.json_digest(inputs, length=16)
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,6 +62,33 @@ def _data_identity(dataset, data_dir):
     """`(slug, digest)` of a dataset, loaded once per process for the keys of a sweep."""
     data = data_lib.load(dataset, data_dir=data_dir)
     return data.info.slug, data.digest
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every step of one distill run reads: its config, data and outline."""
+
+    config: configs.DistillConfig
+    data: data_lib.Splits
+    job: outline.JobRun
+    verbose: str | int
+    policy: data_lib.Policy = None
+    synthetic: data_lib.SyntheticSource | None = None
+
+    @property
+    def distill_data(self):
+        """The splits the student (and its control) learns from."""
+        if self.config.distillation_set.data == "teacher":
+            return teachers_lib.teacher_data(self.config, self.data)
+        return self.data
+
+    def folder(self, name):
+        """One of the run's folders (see `keras_kd.jobs.folders`)."""
+        return folders.path(self.config, self.data.info.slug, name)
+
+    def batched(self, split):
+        """A split of the data (`"train"`, `"test"`) in the run's batch size, unshuffled."""
+        return data_lib.batched(getattr(self.data, split), self.config.training.batch_size)
 
 
 def run(config, verbose="auto"):
@@ -128,144 +134,161 @@ def run(config, verbose="auto"):
     """
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
-    policy, synthetic = _policy_and_source(config, data)
-    folders = [teachers_lib.teachers_dir(config, data.info.slug)]
-    if config.control.enabled:
-        folders.append(control_lib.controls_dir(config, data.info.slug))
-    job.open(output_dir(config, data.info.slug), *folders)
-    strategy = job.strategy
-    batch_size = config.training.batch_size
-
-    teacher_data = teachers_lib.teacher_data(config, data)
-    # The student (and its control) learns from the distillation data.
-    distill_data = teacher_data if config.distillation_set.data == "teacher" else data
+    distill_run = _Run(config, data, job, verbose, *_policy_and_source(config, data))
+    _open(distill_run)
     with job.timed("teachers_s"):
-        members = teachers_lib.ensemble_members(
-            config.teacher_spec(), teacher_data, config.teacher.members,
-            teachers_lib.teachers_dir(config, data.info.slug), verbose, config.runtime,
-            os.path.join(job.backup_root, "teachers"),
-        )
-        with strategy.scope():
-            teacher = Ensemble([member["path"] for member in members])
-
-    control, control_record = None, None
-    if config.control.enabled:
-        with job.timed("control_s"):
-            control, control_record = control_lib.independent_student(
-                config, distill_data, strategy, verbose, os.path.join(job.backup_root, "control"))
-
+        members, teacher = teachers_lib.ensemble(config, data, job, verbose)
+    control, control_record = _control(distill_run)
     with job.timed("distillation_set_s"):
-        distill_set = data_lib.distillation_set(
-            distill_data.train,
-            data.info.num_classes,
-            policy,
-            batch_size=batch_size,
-            seed=config.training.seed,
-            teacher=teacher,
-            cache=config.cache.mode,
-            cached_views=config.cache.cached_views,
-            cache_dir=distribute.worker_dir(cache_dir(config, data.info.slug), strategy),
-            synthetic=synthetic,
-            temperature=config.distillation.temperature,
-            epochs=config.student.epochs,
-        )
-        steps_per_epoch = data_lib.steps_per_epoch(distill_set, config.student.epochs)
-
+        distill_set, steps_per_epoch = _distillation_set(distill_run, teacher)
     with job.timed("distill_s"):
-        student_backup = job.backup_dir("student")
-        initial_epoch = job.resume_epoch(
-            student_backup,
-            configs.training_fingerprint(config, data.digest),
-        )
-        # The per-epoch logs live beside the backup, so a resumed run keeps them.
-        history_path = os.path.join(student_backup, "history.csv")
-        if initial_epoch == 0 and os.path.exists(history_path):
-            os.remove(history_path)
-        os.makedirs(student_backup, exist_ok=True)
-        keras.utils.set_random_seed(training.derived_seed(config.training.seed, "student"))
-        with strategy.scope():
-            student = models.for_data(config.student.arch, data.info)
-            start = _initialize_student(student, config, data, teacher)
-            initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
-            distiller = Distiller(
-                student, teacher, alpha=config.distillation.alpha,
-                temperature=config.distillation.temperature,
-            )
-            distiller.compile(
-                optimizer=config.student_spec().optimizer_for(
-                    data.info.num_train, steps_per_epoch
-                ),
-                **config.runtime.compile_settings(strategy),
-            )
-        backups = training.fit_callbacks(student_backup, "the student")
-        distiller.fit(
-            # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
-            # finished epochs' batches and sees the rest as they would have been.
-            distill_set.skip(initial_epoch * steps_per_epoch),
-            epochs=config.student.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=[
-                callbacks_lib.FidelityCallback(data_lib.batched(data.test, batch_size), "test"),
-                callbacks_lib.FidelityCallback(data_lib.batched(data.train, batch_size), "train"),
-                keras.callbacks.CSVLogger(history_path, append=True),
-                *backups,
-            ],
-            verbose=verbose,
-            shuffle=False,
-        )
-
-    job.timing["backup_s"] = sum(getattr(callback, "seconds", 0.0) for callback in backups)
-
+        student, distiller, start, initial_weights = _student(
+            distill_run, teacher, steps_per_epoch)
+        initial_epoch, history_path = _fit(
+            distill_run, distiller, distill_set, steps_per_epoch)
     with job.timed("evaluate_s"):
-        test_batches = -(-data.info.num_test // batch_size)
-        splits = {
-            "train": data_lib.batched(data.train, batch_size),
-            "test": data_lib.batched(data.test, batch_size),
-            "distill": distill_set.take(test_batches),
-        }
-        split_metrics = evaluation.fidelity_report(
-            teacher, student, splits, num_bins=config.ece_bins,
-            distillation=config.distillation, representation=True, control=control,
-        )
-
+        splits = _evaluate(distill_run, teacher, student, control, distill_set)
     plane = None
     if config.loss_plane:
         with job.timed("loss_plane_s"):
-            plane = _loss_plane(student, teacher, initial_weights, distill_data, config)
-
+            plane = _loss_plane(
+                student, teacher, initial_weights, distill_run.distill_data, config)
     with job.timed("export_s"):
         artifacts = export.export_student(student, job.written_dir, data.vectorizer())
-    artifacts["teachers"] = [member["path"] for member in members]
-    artifacts["report_md"] = job.write_path("report.md")
+    artifacts.update(teachers=[member["path"] for member in members],
+                     report_md=job.write_path("report.md"))
     report = {
-        "config": {
-            **config_lib.flat(config),
-            "flip": policy.flip,
-            "output_dir": job.output_dir,
-            "teachers_dir": teachers_lib.teachers_dir(config, data.info.slug),
-            "controls_dir": control_lib.controls_dir(config, data.info.slug),
-            "policy_settings": policy.describe(data.info.input_shape),
-            "synthetic_source": synthetic.description if synthetic else None,
-            "replicas": strategy.num_replicas_in_sync,
-            "jit_compiled": bool(distiller.jit_compile),
-        },
+        "config": _report_config(distill_run, distiller),
         "dataset": dataclasses.asdict(data.info),
-        "splits": split_metrics,
-        "teacher_members": members,
-        "control": control_record,
-        "artifacts": artifacts,
-        "timing": job.timing,
-        "resumed_at_epoch": initial_epoch,
-        "resume_refused": job.resume_refused or None,
-        "student_start": start,
+        "splits": splits, "teacher_members": members, "control": control_record,
+        "artifacts": artifacts, "resumed_at_epoch": initial_epoch,
+        "resume_refused": job.resume_refused or None, "student_start": start,
         "loss_plane": plane,
         "history": report_lib.read_history(history_path, config.student.epochs),
     }
-    export.write_text(report_lib.report_markdown(report), artifacts["report_md"])
-    export.write_json(report, job.write_path("report.json"))
-    job.finish()
-    return report
+    return job.write_report(report, markdown=report_lib.report_markdown)
+
+
+def _open(run):
+    """Opens the run's folders: its output, and the teachers' and control's."""
+    names = ["teachers"] + (["controls"] if run.config.control.enabled else [])
+    run.job.open(run.folder("distill"), *(run.folder(name) for name in names))
+
+
+def _control(run):
+    """The control and its record, or `(None, None)` without one."""
+    if not run.config.control.enabled:
+        return None, None
+    with run.job.timed("control_s"):
+        return control_lib.independent_student(
+            run.config, run.distill_data, run.job.strategy, run.verbose,
+            os.path.join(run.job.backup_root, "control"))
+
+
+def _distillation_set(run, teacher):
+    """The batches the student is fit on, and the steps of one epoch of them."""
+    config = run.config
+    distill_set = data_lib.distillation_set(
+        run.distill_data.train,
+        run.data.info.num_classes,
+        run.policy,
+        batch_size=config.training.batch_size,
+        seed=config.training.seed,
+        teacher=teacher,
+        cache=config.cache.mode,
+        cached_views=config.cache.cached_views,
+        cache_dir=distribute.worker_dir(run.folder("teacher_cache"), run.job.strategy),
+        synthetic=run.synthetic,
+        temperature=config.distillation.temperature,
+        epochs=config.student.epochs,
+    )
+    return distill_set, data_lib.steps_per_epoch(distill_set, config.student.epochs)
+
+
+def _student(run, teacher, steps_per_epoch):
+    """The student, fresh or interpolated toward the teacher, in a compiled
+    `Distiller`; with its fidelity at the start (or `None`) and its initial
+    weights (for the loss plane, or `None`)."""
+    config = run.config
+    keras.utils.set_random_seed(seeds.derived_seed(config.training.seed, "student"))
+    with run.job.strategy.scope():
+        student = models.for_data(config.student.arch, run.data.info)
+        start = _initialize_student(student, config, run.data, teacher)
+        initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
+        distiller = Distiller(
+            student, teacher, alpha=config.distillation.alpha,
+            temperature=config.distillation.temperature,
+        )
+        distiller.compile(
+            optimizer=config.student_spec().optimizer_for(
+                run.data.info.num_train, steps_per_epoch
+            ),
+            **config.runtime.compile_settings(run.job.strategy),
+        )
+    return student, distiller, start, initial_weights
+
+
+def _fit(run, distiller, distill_set, steps_per_epoch):
+    """Fits the student, resuming a backed-up run; returns the epoch it
+    resumed at and its per-epoch log."""
+    config, job = run.config, run.job
+    student_backup = job.backup_dir("student")
+    initial_epoch = job.resume_epoch(
+        student_backup, configs.training_fingerprint(config, run.data.digest))
+    # The per-epoch logs live beside the backup, so a resumed run keeps them.
+    history_path = os.path.join(student_backup, "history.csv")
+    if initial_epoch == 0 and os.path.exists(history_path):
+        os.remove(history_path)
+    os.makedirs(student_backup, exist_ok=True)
+    backups = training.fit_callbacks(student_backup, "the student")
+    distiller.fit(
+        # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
+        # finished epochs' batches and sees the rest as they would have been.
+        distill_set.skip(initial_epoch * steps_per_epoch),
+        epochs=config.student.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[
+            callbacks_lib.FidelityCallback(run.batched("test"), "test"),
+            callbacks_lib.FidelityCallback(run.batched("train"), "train"),
+            keras.callbacks.CSVLogger(history_path, append=True),
+            *backups,
+        ],
+        verbose=run.verbose,
+        shuffle=False,
+    )
+    job.timing["backup_s"] = sum(getattr(callback, "seconds", 0.0) for callback in backups)
+    return initial_epoch, history_path
+
+
+def _evaluate(run, teacher, student, control, distill_set):
+    """The fidelity report on `train`, `test` and a sample of the distillation
+    set as large as the test split."""
+    test_batches = -(-run.data.info.num_test // run.config.training.batch_size)
+    splits = {
+        "train": run.batched("train"),
+        "test": run.batched("test"),
+        "distill": distill_set.take(test_batches),
+    }
+    return evaluation.fidelity_report(
+        teacher, student, splits, num_bins=run.config.ece_bins,
+        distillation=run.config.distillation, representation=True, control=control,
+    )
+
+
+def _report_config(run, distiller):
+    """The report's `config`: every setting, and what the run resolved them to."""
+    return {
+        **config_lib.flat(run.config),
+        "flip": run.policy.flip,
+        "output_dir": run.job.output_dir,
+        "teachers_dir": run.folder("teachers"),
+        "controls_dir": run.folder("controls"),
+        "policy_settings": run.policy.describe(run.data.info.input_shape),
+        "synthetic_source": run.synthetic.description if run.synthetic else None,
+        "replicas": run.job.strategy.num_replicas_in_sync,
+        "jit_compiled": bool(distiller.jit_compile),
+    }
 
 
 def _initialize_student(student, config, data, teacher):
@@ -316,7 +339,7 @@ def _check_generator_record(path, data):
     with open(record_path) as f:
         record = json.load(f)
     fix = f"train it again: `python -m launch.train_gan --dataset={data.info.name}`"
-    if export.file_digest(path) != record.get("sha256"):
+    if digests.file_digest(path) != record.get("sha256"):
         raise ConfigError(
             f"The generator at {path!r} differs from the file its record {record_path!r} "
             f"describes: it is damaged. Delete both and {fix}."
@@ -363,7 +386,7 @@ def _policy_and_source(config, data):
         return policy, None
     if policy.synthetic_stage == "ood":
         return policy, _out_of_distribution_source(config, data)
-    path = generator_path(config, info.slug)
+    path = folders.path(config, info.slug, "generator")
     if not os.path.exists(path):
         raise ConfigError(
             f"Policy {policy.name!r} samples a generator, but there is none at "

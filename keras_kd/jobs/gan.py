@@ -8,31 +8,23 @@ Gaussian signals of the data's mean and spread), and the histogram of its
 predicted classes on the samples.
 """
 
-import os
-
 import keras
 import numpy as np
 
 from keras_kd import config as config_lib
 from keras_kd import data as data_lib
+from keras_kd import digests
 from keras_kd import export
+from keras_kd import seeds
 from keras_kd import training
-from keras_kd.ensemble import Ensemble
 from keras_kd.gan import quality
 from keras_kd.gan.model import GAN
 from keras_kd.gan.networks import make_discriminator
 from keras_kd.gan.networks import make_generator
 from keras_kd.jobs import configs
+from keras_kd.jobs import folders
 from keras_kd.jobs import outline
 from keras_kd.jobs import teachers as teachers_lib
-
-
-def output_dir(config, dataset_slug):
-    """The GAN's folder: `output.directory`, or `<saved_models_dir>/<dataset>/gan`,
-    where the distill job's `gan` stage looks."""
-    return config.output.directory or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "gan"
-    )
 
 
 def run(config, verbose="auto"):
@@ -46,75 +38,17 @@ def run(config, verbose="auto"):
     """
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
-    if data.info.kind == data_lib.datasets.TOKENS:
-        raise outline.ConfigError(
-            f"Dataset {data.info.name!r} is text (token ids); the GAN makes images and "
-            "signals. Distill a text dataset with the identity or token_mask stages."
-        )
-    job.open(
-        output_dir(config, data.info.slug), teachers_lib.teachers_dir(config, data.info.slug)
-    )
-    strategy = job.strategy
-    settings = config.gan
-    seed = config.training.seed
-    shape = tuple(data.info.input_shape)
-
+    _check_inputs(data)
+    teachers_dir = folders.path(config, data.info.slug, "teachers")
+    job.open(folders.path(config, data.info.slug, "gan"), teachers_dir)
     with job.timed("gan_s"):
-        gan_backup = job.backup_dir("gan")
-        initial_epoch = job.resume_epoch(
-            gan_backup, configs.training_fingerprint(config, data.digest)
-        )
-        keras.utils.set_random_seed(training.derived_seed(seed, "gan"))
-        with strategy.scope():
-            gan = GAN(
-                make_generator(shape, settings.latent_dim),
-                make_discriminator(shape),
-                discriminator_steps=settings.discriminator_steps,
-                seed=training.derived_seed(seed, "gan_latents"),
-            )
-            gan.compile(
-                *(
-                    keras.optimizers.Adam(
-                        settings.lr, beta_1=settings.beta_1, beta_2=settings.beta_2
-                    )
-                    for _ in range(2)
-                ),
-                **config.runtime.compile_settings(strategy),
-            )
-        batches = data_lib.batched(
-            data.train, settings.batch_size, shuffle=True, seed=seed, drop_remainder=True,
-            epochs=settings.epochs, initial_epoch=initial_epoch,
-        )
-        history = gan.fit(
-            batches,
-            epochs=settings.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=data_lib.steps_per_epoch(batches, settings.epochs, initial_epoch),
-            callbacks=training.fit_callbacks(gan_backup, "the GAN"),
-            verbose=verbose,
-            shuffle=False,
-        ).history
-        generator_path = export.save_keras(gan.generator, job.write_path("generator.keras"))
-        export.save_keras(gan.discriminator, job.write_path("discriminator.keras"))
-        # What the distill job checks before sampling it: whole, and of this data.
-        export.write_json(
-            {"sha256": export.file_digest(generator_path), "dataset": data.info.name,
-             "data_digest": data.digest},
-            job.write_path("generator.json"),
-        )
-
-    teachers_dir = teachers_lib.teachers_dir(config, data.info.slug)
+        gan, history, initial_epoch = _train(config, data, job, verbose)
+        generator_path = _save(gan, data, job)
     with job.timed("teachers_s"):
-        members = teachers_lib.ensemble_members(
-            config.teacher_spec(), teachers_lib.teacher_data(config, data),
-            config.teacher.members, teachers_dir, verbose,
-            config.runtime, os.path.join(job.backup_root, "teachers"),
-        )
-        teacher = Ensemble([member["path"] for member in members])
-
+        members, teacher = teachers_lib.ensemble(config, data, job, verbose)
     with job.timed("rate_s"):
-        samples = gan.sample(config.gan.num_samples, seed=seed).numpy()
-        metrics = rate_samples(samples, teacher, data, seed)
+        samples = gan.sample(config.gan.num_samples, seed=config.training.seed).numpy()
+        metrics = rate_samples(samples, teacher, data, config.training.seed)
         samples_png = _save_grid(samples, teacher, job.write_path("samples.png"))
     metrics["final_losses"] = {
         name: float(values[-1]) for name, values in history.items() if values
@@ -131,11 +65,67 @@ def run(config, verbose="auto"):
         "resume_refused": job.resume_refused or None,
         "artifacts": {"generator": generator_path, "samples_png": samples_png,
                       "teachers": [member["path"] for member in members]},
-        "timing": job.timing,
     }
-    export.write_json(report, job.write_path("metrics.json"))
-    job.finish()
-    return report
+    return job.write_report(report, name="metrics.json")
+
+
+def _check_inputs(data):
+    """Refuses text: the GAN makes images and signals."""
+    if data.info.kind == data_lib.TOKENS:
+        raise outline.ConfigError(
+            f"Dataset {data.info.name!r} is text (token ids); the GAN makes images and "
+            "signals. Distill a text dataset with the identity or token_mask stages."
+        )
+
+
+def _train(config, data, job, verbose):
+    """Trains the GAN, resuming a backed-up run; returns `(gan, history, initial_epoch)`."""
+    settings, seed = config.gan, config.training.seed
+    gan_backup = job.backup_dir("gan")
+    initial_epoch = job.resume_epoch(
+        gan_backup, configs.training_fingerprint(config, data.digest)
+    )
+    keras.utils.set_random_seed(seeds.derived_seed(seed, "gan"))
+    shape = tuple(data.info.input_shape)
+    with job.strategy.scope():
+        gan = GAN(
+            make_generator(shape, settings.latent_dim),
+            make_discriminator(shape),
+            discriminator_steps=settings.discriminator_steps,
+            seed=seeds.derived_seed(seed, "gan_latents"),
+        )
+        gan.compile(
+            *(keras.optimizers.Adam(settings.lr, beta_1=settings.beta_1, beta_2=settings.beta_2)
+              for _ in range(2)),
+            **config.runtime.compile_settings(job.strategy),
+        )
+    batches = data_lib.batched(
+        data.train, settings.batch_size, shuffle=True, seed=seed, drop_remainder=True,
+        epochs=settings.epochs, initial_epoch=initial_epoch,
+    )
+    history = gan.fit(
+        batches,
+        epochs=settings.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=data_lib.steps_per_epoch(batches, settings.epochs, initial_epoch),
+        callbacks=training.fit_callbacks(gan_backup, "the GAN"),
+        verbose=verbose,
+        shuffle=False,
+    ).history
+    return gan, history, initial_epoch
+
+
+def _save(gan, data, job):
+    """Saves both networks and the generator's record; returns the generator's path."""
+    generator_path = export.save_keras(gan.generator, job.write_path("generator.keras"))
+    export.save_keras(gan.discriminator, job.write_path("discriminator.keras"))
+    # What the distill job checks before sampling it: whole, and of this data.
+    export.write_json(
+        {"sha256": digests.file_digest(generator_path), "dataset": data.info.name,
+         "data_digest": data.digest},
+        job.write_path("generator.json"),
+    )
+    return generator_path
 
 
 def rate_samples(samples, teacher, data, seed):

@@ -24,9 +24,9 @@ import shutil
 import tempfile
 import time
 
-from keras_kd import callbacks as callbacks_lib
+from keras_kd import backup
 from keras_kd import distribute
-from keras_kd import training
+from keras_kd import export
 from keras_kd.jobs.lock import FolderLock
 
 
@@ -36,7 +36,7 @@ _FINGERPRINT = "fingerprint.json"
 def _fingerprint_changes(backup_dir, fingerprint):
     """The names whose values differ from the fingerprint stored with the
     backups in `backup_dir` (all of them if none is stored); [] without backups."""
-    if not callbacks_lib.BackupAndRestore.completed_epochs(backup_dir):
+    if not backup.BackupAndRestore.completed_epochs(backup_dir):
         return []
     try:
         with open(os.path.join(backup_dir, _FINGERPRINT)) as f:
@@ -153,12 +153,23 @@ class JobRun:
                 reason = ("the backup was made with other settings: " + ", ".join(changed))
                 logging.warning("Not resuming from %s: %s; training from the start.",
                                 backup_dir, reason)
-                callbacks_lib.remove_backups(backup_dir)
+                backup.remove_backups(backup_dir)
                 self.resume_refused[os.path.basename(backup_dir)] = reason
             os.makedirs(backup_dir, exist_ok=True)
             with open(os.path.join(backup_dir, _FINGERPRINT), "w") as f:
                 json.dump(fingerprint, f, indent=1, sort_keys=True, default=str)
-        return training.resume_epoch(backup_dir, self.strategy)
+        return backup.resume_epoch(backup_dir, self.strategy)
+
+    def write_report(self, report, name="report.json", markdown=None):
+        """Writes the job's report: `report` (JSON-ready) as `name`, with the
+        `timing` so far and, where the job has one, `markdown` beside it (as
+        `report.md`); then `finish`es the job. Returns `report`."""
+        report = {**report, "timing": self.timing}
+        if markdown is not None:
+            export.write_text(markdown(report), self.write_path("report.md"))
+        export.write_json(report, self.write_path(name))
+        self.finish()
+        return report
 
     def finish(self):
         """Removes the backups and scratch folders, and releases the output

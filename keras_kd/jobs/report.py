@@ -51,14 +51,23 @@ CONTROL_COLUMNS = ("agreement", "control_agreement", "predictive_kl", "control_p
 
 def report_markdown(report):
     """The report as Markdown: the run, the fidelity table, the control, the files."""
+    lines = _run_lines(report) + _control_lines(report) + [
+        "",
+        f"Student: `{report['artifacts']['saved_model']}` (SavedModel), "
+        f"`{report['artifacts']['keras']}` (Keras).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _run_lines(report):
+    """The title, what was distilled from what, and the fidelity table."""
     config = report["config"]
     dataset = report.get("dataset") or {}
-    splits = report["splits"]
     generated = ""
     if dataset.get("settings"):
         generated = " Generated with " + ", ".join(
             f"{key}={value}" for key, value in dataset["settings"].items()) + "."
-    lines = [
+    return [
         f"# Distillation report: {config['dataset']}",
         "",
         f"Student `{config['student_arch']}` distilled from a "
@@ -69,8 +78,8 @@ def report_markdown(report):
         f"{dataset.get('num_train', '?')} training and {dataset.get('num_test', '?')} test "
         f"examples of shape {tuple(dataset.get('input_shape', ()))}.{generated}",
         "",
-        evaluation.markdown_table(
-            splits, [name for name in evaluation.METRIC_NAMES if not name.startswith("control")]),
+        evaluation.markdown_table(report["splits"], [
+            name for name in evaluation.METRIC_NAMES if not name.startswith("control")]),
         "",
         "Agreement and predictive KL (nats) compare the student with the teacher "
         f"at temperature 1; ECE is each model's calibration against labels "
@@ -83,24 +92,23 @@ def report_markdown(report):
         "penultimate features; distillation_loss is the loss the student "
         "minimized (at the run's alpha and temperature).",
     ]
+
+
+def _control_lines(report):
+    """The table that sets the student beside the control, if there is one."""
     control = report.get("control")
-    if control:
-        lines += [
-            "",
-            "## Distilled student and control",
-            "",
-            evaluation.markdown_table(splits, CONTROL_COLUMNS),
-            "",
-            f"The control is a `{config['student_arch']}` trained on the labels alone with "
-            f"the student's budget, from seed {control['seed']} "
-            f"({'reused' if control['reused'] else 'trained in this run'}: "
-            f"`{control['path']}`). Two models of similar accuracy agree on many "
-            "examples whatever they learned: the student's agreement above the "
-            "control's is what distillation bought.",
-        ]
-    lines += [
+    if not control:
+        return []
+    return [
         "",
-        f"Student: `{report['artifacts']['saved_model']}` (SavedModel), "
-        f"`{report['artifacts']['keras']}` (Keras).",
+        "## Distilled student and control",
+        "",
+        evaluation.markdown_table(report["splits"], CONTROL_COLUMNS),
+        "",
+        f"The control is a `{report['config']['student_arch']}` trained on the labels alone "
+        f"with the student's budget, from seed {control['seed']} "
+        f"({'reused' if control['reused'] else 'trained in this run'}: "
+        f"`{control['path']}`). Two models of similar accuracy agree on many "
+        "examples whatever they learned: the student's agreement above the "
+        "control's is what distillation bought.",
     ]
-    return "\n".join(lines) + "\n"

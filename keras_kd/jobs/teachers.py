@@ -2,31 +2,24 @@
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import zipfile
 
-import keras
-
-from keras_kd import callbacks as callbacks_lib
+from keras_kd import backup
 from keras_kd import data as data_lib
+from keras_kd import digests
 from keras_kd import distribute
+from keras_kd import evaluation
 from keras_kd import export
 from keras_kd import training
 from keras_kd.ensemble import Ensemble
+from keras_kd.jobs import folders
 from keras_kd.jobs import outline
 from keras_kd.jobs.lock import FolderLock
 from keras_kd.runtime import Runtime
 from keras_kd.version import __version__
-
-
-def teachers_dir(config, dataset_slug):
-    """The folder of a job's teacher members, its default filled in."""
-    return config.teacher.directory or os.path.join(
-        config.output.saved_models_dir, dataset_slug, "teachers"
-    )
 
 
 def teacher_data(config, data):
@@ -50,18 +43,55 @@ def train(config, verbose="auto"):
     """
     run = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
-    directory = config.output.directory or teachers_dir(config, data.info.slug)
+    directory = folders.path(config, data.info.slug, "teachers_job")
     run.open(directory)
-    members = ensemble_members(
-        config.teacher.spec(config.training), teacher_data(config, data),
-        config.teacher.members, directory,
-        verbose, config.runtime, run.backup_root,
-    )
-    teacher = Ensemble([member["path"] for member in members])
-    accuracy = _accuracy(teacher, data_lib.batched(data.test, config.training.batch_size))
+    members, teacher = ensemble(config, data, run, verbose, directory=directory,
+                                backup_dir=run.backup_root)
+    accuracy = evaluation.accuracy(
+        teacher, data_lib.batched(data.test, config.training.batch_size))
     run.finish()
     return {"members": members, "ensemble_test_accuracy": accuracy, "directory": directory,
             "chief": run.is_chief}
+
+
+def ensemble(config, data, job, verbose="auto", directory=None, backup_dir=None):
+    """A job's teacher: `(members, Ensemble)`, its members trained or reused.
+
+    Args:
+        config: a job config with `teacher`, `training` and `runtime` groups.
+        data: the job's `Splits`; the members train on `teacher_data`.
+        job: the job's `keras_kd.jobs.outline.JobRun`; the ensemble is built
+            in its strategy's scope.
+        verbose: Keras' progress output.
+        directory: the members' folder (default: the config's teachers folder).
+        backup_dir: where members in training are backed up (default: the
+            job's backups, under `teachers`).
+    """
+    directory = directory or folders.path(config, data.info.slug, "teachers")
+    if backup_dir is None:
+        backup_dir = os.path.join(job.backup_root, "teachers")
+    members = ensemble_members(
+        config.teacher.spec(config.training), teacher_data(config, data),
+        config.teacher.members, directory, verbose, config.runtime, backup_dir,
+    )
+    with job.strategy.scope():
+        teacher = Ensemble([member["path"] for member in members])
+    return members, teacher
+
+
+def member_settings(spec, data, precision="float32"):
+    """What a member's key digests: its training settings, the dataset's name
+    and content digest, keras_kd's version (and a precision other than float32)."""
+    settings = {"dataset": data.info.name, **dataclasses.asdict(spec),
+                "data_digest": data.digest, "keras_kd": __version__}
+    if precision != "float32":
+        settings["precision"] = precision
+    return settings
+
+
+def member_key(spec, data, precision="float32"):
+    """The key of the members trained by `spec` on `data`: their folder is `<arch>-<key>`."""
+    return digests.json_digest(member_settings(spec, data, precision), length=10)
 
 
 def ensemble_members(
@@ -92,11 +122,8 @@ def ensemble_members(
         raise ValueError(f"members must be a positive integer; got {num_members!r}.")
     runtime = runtime or Runtime()
     strategy = runtime.start()
-    settings = {"dataset": data.info.name, **dataclasses.asdict(spec),
-                "data_digest": data.digest, "keras_kd": __version__}
-    if runtime.precision != "float32":
-        settings["precision"] = runtime.precision
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    settings = member_settings(spec, data, runtime.precision)
+    key = member_key(spec, data, runtime.precision)
     folder = os.path.join(directory, f"{spec.arch}-{key}")
     paths = [os.path.join(folder, f"member_{k}.keras") for k in range(num_members)]
     damage = [_damage(path) for path in paths]
@@ -134,14 +161,14 @@ def _members(spec, data, key, settings, paths, finished, write_folder, verbose, 
         model = training.train_classifier(
             spec, data, training.member_seed(spec, k), verbose, runtime, member_backup
         )
-        test_accuracy = _accuracy(model, data_lib.batched(data.test, spec.batch_size))
+        test_accuracy = evaluation.accuracy(model, data_lib.batched(data.test, spec.batch_size))
         path = os.path.join(write_folder, os.path.basename(path))
         export.save_keras(model, path)
         record = {"settings": settings, "member": k, "test_accuracy": test_accuracy,
-                  "sha256": export.file_digest(path)}
+                  "sha256": digests.file_digest(path)}
         export.write_json(record, _record_path(path))
         if member_backup is not None:
-            callbacks_lib.remove_backups(member_backup)
+            backup.remove_backups(member_backup)
         records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
     return records
 
@@ -177,7 +204,7 @@ def _damage(path):
         expected = record.get("sha256")
         if expected is None:
             problem = None if zipfile.is_zipfile(path) else f"{path!r} is not a .keras archive"
-        elif export.file_digest(path) != expected:
+        elif digests.file_digest(path) != expected:
             problem = f"{path!r} differs from the file its record describes (damaged)"
         else:
             problem = None
@@ -188,10 +215,3 @@ def _damage(path):
 
 def _record_path(member_path):
     return member_path[: -len(".keras")] + ".json"
-
-
-def _accuracy(model, batches):
-    metric = keras.metrics.SparseCategoricalAccuracy()
-    for x, y in batches:
-        metric.update_state(y, model(x, training=False))
-    return float(metric.result())
