@@ -126,3 +126,12 @@ def test_the_readme_layout_lists_every_module():
     missing = sorted(path.name for path in PACKAGE.rglob("*.py")
                      if path.name != "__init__.py" and path.name not in layout)
     assert not missing, f"README's layout does not list {missing}"
+
+
+def test_seeds_and_digests_are_derived_in_their_modules_alone():
+    recipes = re.compile(r"stateless_fold_in|hashlib|SeedSequence")
+    reaching = sorted(
+        str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
+        if recipes.search(path.read_text())
+    )
+    assert reaching == ["keras_kd/digests.py", "keras_kd/seeds.py"], reaching

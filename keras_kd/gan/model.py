@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_kd import batch as batch_lib
 from keras_kd import multi_worker
+from keras_kd import seeds
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
@@ -136,7 +137,7 @@ class GAN(multi_worker.MultiWorkerFit, keras.Model):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.constant([self.seed, 0], tf.int64)
         for part in (self.generator_optimizer.iterations, replica, draw):
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(part, tf.int64))
+            seed = seeds.fold_in(seed, part)
         return tf.random.stateless_normal((batch_size, self.latent_dim), seed)
 
     @staticmethod
