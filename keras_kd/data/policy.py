@@ -272,7 +272,9 @@ class Policy(StageSettings):
         return next((stage for stage in self.stages if stage in SYNTHETIC_STAGES), None)
 
     def validate(self, input_shape=None, kind=None):
-        """Raises a ValueError naming the first bad stage or setting.
+        """Raises a ValueError naming the first stage that is not registered,
+        not composable, or does not fit these inputs (the settings were
+        checked when the policy was built).
 
         Args:
             input_shape: the per-example input shape, to check that the
