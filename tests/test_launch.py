@@ -270,7 +270,7 @@ def test_train_gan_then_distill_on_its_samples(tmp_path):
 
 @pytest.mark.parametrize(
     "flag, message",
-    [("--beta_1=1", r"beta_1 must be in \[0, 1\); got 1.0"), ("--gan_lr=0", "lr must be > 0")],
+    [("--beta_1=1", "beta_1 must be in [0, 1); got 1.0"), ("--gan_lr=0", "lr must be > 0")],
 )
 def test_train_gan_bad_flags_fail_before_training(tmp_path, flag, message):
     result = _run("train_gan", flag, f"--saved_models_dir={tmp_path}", check=False)
