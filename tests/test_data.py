@@ -171,3 +171,12 @@ def test_a_training_head_is_the_first_examples_with_its_own_digest(digits):
     assert half.digest != digits.digest and digits.train_head(1.0) is digits
     with pytest.raises(ValueError, match="fraction must be in \\(0, 1\\]; got 0"):
         digits.train_head(0)
+
+
+def test_a_training_head_is_built_once_and_keeps_the_vocabulary():
+    digits = keras_kd.data.load("digits")
+    assert digits.train_head(0.5) is digits.train_head(0.5)
+    assert digits.train_head(0.5) is not digits.train_head(0.25)
+    texts = keras_kd.data.load_texts(["a good film", "a bad film"], [1, 0], ["good"], [1],
+                                     sequence_length=4)
+    assert texts.train_head(0.5).vocabulary == texts.vocabulary

@@ -118,9 +118,17 @@ class Splits:
             raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}.")
         if fraction == 1.0:
             return self
-        count = max(1, round(fraction * self.info.num_train))
-        info = dataclasses.replace(
-            self.info, num_train=count, settings={**self.info.settings, "train_head": count}
-        )
-        train = self.train.take(count).apply(tf.data.experimental.assert_cardinality(count))
-        return Splits(train, self.test, info)
+        # One object per fraction, so its digest (a read of both splits) is
+        # computed once however many jobs' parts ask for the same head.
+        if fraction not in self._heads:
+            count = max(1, round(fraction * self.info.num_train))
+            info = dataclasses.replace(
+                self.info, num_train=count, settings={**self.info.settings, "train_head": count}
+            )
+            train = self.train.take(count).apply(tf.data.experimental.assert_cardinality(count))
+            self._heads[fraction] = Splits(train, self.test, info, self.vocabulary)
+        return self._heads[fraction]
+
+    @functools.cached_property
+    def _heads(self):
+        return {}
