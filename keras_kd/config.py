@@ -31,6 +31,7 @@ ValueError: name must be one of ('a', 'b'); got 'c'.
 """
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -121,9 +122,11 @@ def _check_value(name, kind, optional, meta, value):
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name} must be an integer; got {value!r}.")
     if kind is float and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+        isinstance(value, bool) or not isinstance(value, (int, float))
+        or not math.isfinite(value)
     ):
-        raise ValueError(f"{name} must be a number; got {value!r}.")
+        # NaN and inf pass every bound check, then ruin a run after its teachers trained.
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
     if kind is str and not isinstance(value, str):
         raise ValueError(f"{name} must be a string; got {value!r}.")
     if meta.get("choices") is not None and value not in meta["choices"]:
@@ -141,17 +144,23 @@ def _check_range(name, meta, value):
             opening = "(" if meta.get("above") is not None else "["
             closing = ")" if meta.get("below") is not None else "]"
             raise ValueError(
-                f"{name} must be in {opening}{low:g}, {high:g}{closing}; got {value!r}."
+                f"{name} must be in {opening}{_bound(low)}, {_bound(high)}{closing}; "
+                f"got {value!r}."
             )
         return
     if meta.get("above") is not None and not value > meta["above"]:
-        raise ValueError(f"{name} must be > {meta['above']:g}; got {value!r}.")
+        raise ValueError(f"{name} must be > {_bound(meta['above'])}; got {value!r}.")
     if meta.get("lower") is not None and not value >= meta["lower"]:
-        raise ValueError(f"{name} must be >= {meta['lower']:g}; got {value!r}.")
+        raise ValueError(f"{name} must be >= {_bound(meta['lower'])}; got {value!r}.")
     if meta.get("below") is not None and not value < meta["below"]:
-        raise ValueError(f"{name} must be < {meta['below']:g}; got {value!r}.")
+        raise ValueError(f"{name} must be < {_bound(meta['below'])}; got {value!r}.")
     if meta.get("upper") is not None and not value <= meta["upper"]:
-        raise ValueError(f"{name} must be <= {meta['upper']:g}; got {value!r}.")
+        raise ValueError(f"{name} must be <= {_bound(meta['upper'])}; got {value!r}.")
+
+
+def _bound(number):
+    """A bound as a message shows it: integers whole, other numbers short."""
+    return str(number) if isinstance(number, int) else f"{number:g}"
 
 
 def leaf_type(config_class, field):

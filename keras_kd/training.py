@@ -43,7 +43,8 @@ class Training(Config):
     optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
     lr: float = setting(2e-3, "Initial learning rate (cosine-decayed to 0).", above=0.0)
     weight_decay: float = setting(0.0, "Decoupled weight decay.", lower=0.0)
-    seed: int = setting(0, "Seed of initializations, batch order and augmentation.")
+    seed: int = setting(0, "Seed of initializations, batch order and augmentation.",
+                        lower=0, upper=2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)

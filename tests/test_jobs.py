@@ -205,3 +205,68 @@ def test_the_ood_stage_draws_another_datasets_inputs_by_default_for_mnist1d():
     with pytest.raises(ValueError, match=r"one source of extra inputs per policy; got \['gan', "
                                          r"'ood'\]"):
         keras_kd.data.Policy.parse("gan+ood")
+
+
+def _float_settings(config_class):
+    return [config_lib.flag_name(field) for _, field, owner in
+            config_lib.leaf_settings(config_class)
+            if config_lib.leaf_type(owner, field)[0] is float]
+
+
+@pytest.mark.parametrize("config_class", [jobs.DistillConfig, jobs.GANConfig])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_every_float_setting_refuses_non_finite_values(config_class, value):
+    names = _float_settings(config_class)
+    assert {"lr", "teacher_lr", "weight_decay", "temperature", "noise_std",
+            "mixup_alpha"} <= set(names) or config_class is jobs.GANConfig
+    for name in names:
+        with pytest.raises(ValueError, match=f"{name} must be a finite number; got {value}"):
+            config_lib.build(config_class, {name: value})
+
+
+@pytest.mark.parametrize("seed, message", [(-1, "seed must be in \\[0, 2147483647\\]; got -1"),
+                                           (2**31, "seed must be in")])
+def test_a_seed_out_of_range_is_named(seed, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.build(jobs.DistillConfig, {"seed": seed})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"student_arch": "lstm"}, r"student_arch='lstm' reads tokens, but dataset 'digits' holds "
+                               r"images \(input shape \(8, 8, 1\)\)"),
+    ({"teacher_arch": "mnist1d_cnn"}, r"teacher_arch='mnist1d_cnn' reads signals, but dataset "
+                                      r"'digits' holds images"),
+])
+def test_a_model_that_does_not_read_the_data_is_refused_before_training(tmp_path, settings,
+                                                                          message):
+    config = config_lib.build(jobs.DistillConfig, {
+        "saved_models_dir": str(tmp_path), "teacher_arch": "mlp", "student_arch": "mlp",
+        **settings})
+    with pytest.raises(jobs.ConfigError, match=message):
+        jobs.distill.run(config, verbose=0)
+    teachers = jobs.TeachersConfig(data=config.data, teacher=config.teacher,
+                                   output=config.output)
+    if "teacher_arch" in settings:
+        with pytest.raises(jobs.ConfigError, match=message):
+            jobs.teachers.train(teachers, verbose=0)
+    assert not list(tmp_path.rglob("*.keras"))
+
+
+def test_the_same_npz_by_another_path_keys_the_same_members(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data" / "toy.npz"
+    path.parent.mkdir()
+    np.savez(path, x_train=rng.random((12, 4)), y_train=np.arange(12) % 3,
+             x_test=rng.random((6, 4)), y_test=np.arange(6) % 3)
+    spec = jobs.DistillConfig().teacher_spec()
+    keys = set()
+    for name in (f"npz:{path}", f"npz:{tmp_path}/data/../data/toy.npz"):
+        data = keras_kd.data.load(name)
+        keys.add((data.info.slug, jobs.teachers.member_key(spec, data)))
+    assert len(keys) == 1
+    np.savez(path, x_train=rng.random((12, 4)), y_train=np.arange(12) % 3,
+             x_test=rng.random((6, 4)), y_test=np.arange(6) % 3)
+    changed = keras_kd.data.load(f"npz:{path}")
+    assert jobs.teachers.member_key(spec, changed) not in {key for _, key in keys}
