@@ -44,8 +44,8 @@ def _distiller():
     members = [keras_kd.models.get(FLAGS.teacher, shape, FLAGS.classes)
                for _ in range(FLAGS.members)]
     teacher = members[0] if FLAGS.members == 1 else keras_kd.Ensemble(members)
-    distiller = keras_kd.Distiller(keras_kd.models.get(FLAGS.student, shape, FLAGS.classes),
-                                   teacher)
+    student = keras_kd.models.get(FLAGS.student, shape, FLAGS.classes)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student)
     distiller.compile("adam")
     x = np.random.default_rng(0).random((32, *shape), dtype="float32")
     distiller.fit(x, np.zeros(32, "int32"), epochs=1, verbose=0)

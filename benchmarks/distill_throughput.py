@@ -134,9 +134,9 @@ def _cases(x, y):
     )
     forward = tf.function(lambda images: teacher(images, training=False),
                           jit_compile=FLAGS.jit_compile)
-    distiller = keras_kd.Distiller(make_student(), teacher)
+    distiller = keras_kd.Distiller(teacher=teacher, student=make_student())
     distiller.compile("sgd", **compile_settings)
-    cached = keras_kd.Distiller(make_student(), teacher)
+    cached = keras_kd.Distiller(teacher=teacher, student=make_student())
     cached.compile("sgd", **compile_settings)
     members = getattr(teacher, "members", [teacher])
     keras_list = KerasListDistiller(make_student(), members)

@@ -136,7 +136,7 @@ def best_rates(timers, batches, repeats):
 def distiller(student_arch, teacher, input_shape, classes, seed):
     keras.utils.set_random_seed(seed)
     student = keras_kd.models.get(student_arch, input_shape, classes)
-    model = keras_kd.Distiller(student, teacher, alpha=0.1, temperature=4.0)
+    model = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.1, temperature=4.0)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     return model
 

@@ -16,11 +16,18 @@ from keras_kd import batch as batch_lib
 from keras_kd import fidelity as fidelity_lib
 from keras_kd.backup import BackupAndRestore
 
-__all__ = ["BackupAndRestore", "FidelityCallback", "NonFiniteLossError", "StopOnNonFiniteLoss"]
+__all__ = ["BackupAndRestore", "FidelityCallback", "NonFiniteInputError", "NonFiniteLossError",
+           "StopOnNonFiniteLoss"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class NonFiniteInputError(NonFiniteLossError):
+    """A batch's inputs, its teacher's logits or the student's logits held a
+    NaN or an infinity, so its loss would mean nothing (`keras_kd.Distiller`
+    stops on it, naming the step)."""
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -101,7 +108,7 @@ class FidelityCallback(keras.callbacks.Callback):
 
     >>> teacher = keras_kd.models.get("mlp", (4,), 3)
     >>> student = keras_kd.models.get("mlp", (4,), 3, hidden_units=(8,))
-    >>> distiller = keras_kd.Distiller(student, teacher)
+    >>> distiller = keras_kd.Distiller(teacher=teacher, student=student)
     >>> distiller.compile("adam")
     >>> x = np.random.rand(32, 4); y = np.random.randint(0, 3, 32)
     >>> held_out = [(x[:16], y[:16])]

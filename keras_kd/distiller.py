@@ -1,11 +1,14 @@
 """`Distiller`: a `keras.Model` that trains a student to match a teacher."""
 
+import contextlib
+import re
 import warnings
 
 import keras
 import tensorflow as tf
 
 from keras_kd import batch as batch_lib
+from keras_kd import callbacks
 from keras_kd import keras_compat
 from keras_kd import multi_worker
 from keras_kd import fidelity as fidelity_lib
@@ -17,8 +20,8 @@ def check_hyperparameters(alpha, temperature):
     """Raises a ValueError naming `alpha` or `temperature` if out of range."""
     if isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}.")
-    if isinstance(temperature, bool) or not float(temperature) > 0.0:
-        raise ValueError(f"temperature must be > 0; got temperature={temperature!r}.")
+    if isinstance(temperature, bool) or not 0.0 < float(temperature) < float("inf"):
+        raise ValueError(f"temperature must be > 0 and finite; got temperature={temperature!r}.")
 
 
 def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"):
@@ -73,9 +76,20 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     teacher, at temperature 1) and `student_ece` (the student's calibration),
     named as in every fidelity report.
 
+    The models are passed by keyword (`teacher=`, `student=`): Keras' own
+    `keras.distillation.Distiller` takes them positionally as `(teacher,
+    student)`, and a swapped pair would train the teacher, so a positional
+    call is refused. Only the student's weights are trained; the teacher's
+    `trainable` flag is left as it was, so a model can be the teacher of one
+    Distiller and the student of another. A batch whose inputs or logits hold
+    a NaN or an infinity stops `fit` and `evaluate` with a
+    `keras_kd.callbacks.NonFiniteInputError` naming the step, before any
+    weight changes (under XLA, which drops assertions, its loss is logged as
+    NaN instead).
+
     Args:
-        student: a Keras model returning logits.
         teacher: a Keras model (or `keras_kd.Ensemble`) returning logits.
+        student: a Keras model returning logits.
         alpha: weight of the hard-label loss, in [0, 1]; 0 is pure
             distillation.
         temperature: softening temperature of the soft loss, > 0.
@@ -84,7 +98,8 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
 
     >>> teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
     >>> student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
-    >>> distiller = keras_kd.Distiller(student, teacher, alpha=0.1, temperature=4)
+    >>> distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.1,
+    ...                                 temperature=4)
     >>> distiller.compile(optimizer="adam")
     >>> x = np.random.rand(64, 8, 8, 1); y = np.random.randint(0, 10, 64)
     >>> history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
@@ -92,17 +107,20 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     ['agreement', 'hard_loss', 'loss', 'predictive_kl', 'soft_loss', 'student_accuracy', 'student_ece']
     """
 
-    def __init__(self, student, teacher, alpha=0.0, temperature=4.0, **kwargs):
+    def __init__(self, *args, teacher=None, student=None, alpha=0.0, temperature=4.0,
+                 **kwargs):
+        _check_roles(args, teacher, student)
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
         check_hyperparameters(alpha, temperature)
         _check_class_counts(models.num_classes(student), models.num_classes(teacher))
         _check_models(student, teacher)
+        # The teacher's own `trainable` is left as the user set it: only the
+        # student's weights are trained (see `trainable_weights`), and the
+        # teacher runs in inference mode, so the same model can be a teacher
+        # here and a student elsewhere.
         self.student = student
         self.teacher = teacher
-        # The teacher is never updated; this also keeps its weights out of the
-        # optimizer's state and runs its BatchNormalization in inference mode.
-        self.teacher.trainable = False
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -111,6 +129,26 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         self.fidelity = fidelity_lib.Fidelity()
         if student.built:
             self.built = True
+
+    @property
+    def trainable_weights(self):
+        """The student's trainable weights: the teacher is never trained, so
+        its weights stay out of the optimizer and its state."""
+        return list(self.student.trainable_weights) if self.trainable else []
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_weights(self):
+        trained = {id(variable) for variable in self.trainable_weights}
+        return [variable for variable in self.weights if id(variable) not in trained]
+
+    @property
+    def non_trainable_variables(self):
+        trained = {id(variable) for variable in self.trainable_weights}
+        return [variable for variable in self.variables if id(variable) not in trained]
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Configures training; the loss is the Distiller's own.
@@ -135,9 +173,22 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         """`keras.Model.fit`, after a look at the first batch: a student whose
         outputs (or teacher logits carried by the batch) look like
         probabilities, not logits, gets a warning. The teacher is not called
-        for it: a teacher runs only inside the Distiller's steps."""
+        for it: a teacher runs only inside the Distiller's steps.
+
+        Raises:
+            keras_kd.callbacks.NonFiniteInputError: a batch's inputs or
+                either model's logits hold a NaN or an infinity; the step is
+                named, and no weight was changed by it.
+        """
         self._warn_on_probabilities(x)
-        return super().fit(x, y, *args, **kwargs)
+        with _non_finite_as_error():
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`; a batch holding a NaN or an infinity (inputs
+        or logits) raises `keras_kd.callbacks.NonFiniteInputError`."""
+        with _non_finite_as_error():
+            return super().evaluate(x, y, *args, **kwargs)
 
     def _warn_on_probabilities(self, x):
         if isinstance(x, tf.data.Dataset):
@@ -196,12 +247,17 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
             loss += tf.nn.scale_regularization_loss(regularization)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, student_weights)
-        with tf.control_dependencies(_label_checks(batch, student_logits.shape[-1])):
-            # Bad labels stop the step before any weight changes.
+        finite, finite_checks = _finite_checks(
+            batch, teacher_logits, student_logits, "training step", self.optimizer.iterations + 1
+        )
+        with tf.control_dependencies(
+            _label_checks(batch, student_logits.shape[-1]) + finite_checks
+        ):
+            # Bad labels or non-finite values stop the step before any weight changes.
             gradients = [g if g is None else tf.identity(g) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, student_weights))
         return self._update_metrics(
-            batch, teacher_logits, student_logits, terms, regularization
+            batch, teacher_logits, student_logits, _poisoned(terms, finite), regularization
         )
 
     def test_step(self, data):
@@ -209,8 +265,13 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         teacher_logits = self._teacher_logits(batch)
         student_logits = self.student(batch.x, training=False)
         terms = self._per_example_terms(batch, teacher_logits, student_logits)
-        with tf.control_dependencies(_label_checks(batch, student_logits.shape[-1])):
-            terms = [tf.identity(term) for term in terms]
+        finite, finite_checks = _finite_checks(
+            batch, teacher_logits, student_logits, "an evaluation batch"
+        )
+        with tf.control_dependencies(
+            _label_checks(batch, student_logits.shape[-1]) + finite_checks
+        ):
+            terms = [tf.identity(term) for term in _poisoned(terms, finite)]
         return self._update_metrics(
             batch, teacher_logits, student_logits, terms, self._regularization_loss()
         )
@@ -299,6 +360,80 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         for key in ("student", "teacher"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _check_roles(args, teacher, student):
+    """Refuses positional models and missing or identical ones, by name."""
+    if args:
+        raise TypeError(
+            "Distiller takes its models by keyword: Distiller(teacher=..., student=...); got "
+            f"{len(args)} positional argument(s). keras.distillation.Distiller takes (teacher, "
+            "student) and earlier keras_kd took (student, teacher), so a positional call is "
+            "refused rather than guessed: the wrong guess trains the teacher."
+        )
+    for role, model in (("teacher", teacher), ("student", student)):
+        if model is None:
+            raise TypeError(f"Distiller needs {role}=, a Keras model returning logits.")
+    if teacher is student:
+        raise ValueError(
+            f"The teacher and the student are the same model ({student.name!r}); distill "
+            "into a separate model (keras.models.clone_model, say)."
+        )
+    if not student.trainable:
+        raise ValueError(
+            f"The student {student.name!r} has trainable=False, so nothing would train; "
+            "set student.trainable = True."
+        )
+
+
+# Marks the Distiller's own assertions among TensorFlow's errors.
+_NON_FINITE = "keras_kd: non-finite values (NaN or inf)"
+
+
+def _finite_checks(batch, teacher_logits, student_logits, where, step=None):
+    """`(finite, assertions)`: whether the batch's float inputs and both
+    models' logits are all finite, and graph-mode assertions of it.
+
+    XLA drops assertions; `finite` then poisons the logged loss (see
+    `_poisoned`), which `keras_kd.callbacks.StopOnNonFiniteLoss` stops on.
+    """
+    parts = [("the batch's inputs", tensor) for tensor in tf.nest.flatten(batch.x)
+             if tensor.dtype.is_floating]
+    parts += [("the teacher's logits", teacher_logits), ("the student's logits", student_logits)]
+    finite = tf.constant(True)
+    checks = []
+    for name, tensor in parts:
+        part_finite = tf.reduce_all(tf.math.is_finite(tensor))
+        finite = tf.logical_and(finite, part_finite)
+        data = [f"{_NON_FINITE} in {name}, {where}"] + ([] if step is None else [step])
+        checks.append(tf.debugging.Assert(part_finite, data, summarize=1))
+    return finite, [check for check in checks if check is not None]
+
+
+def _poisoned(terms, finite):
+    """The loss terms, NaN when the batch held a non-finite value: its loss is
+    logged as what it is, never as a finite-looking 0."""
+    return tuple(tf.where(finite, term, tf.fill(tf.shape(term), float("nan"))) for term in terms)
+
+
+@contextlib.contextmanager
+def _non_finite_as_error():
+    """Turns the Distiller's non-finite assertion into a `NonFiniteInputError`
+    that names the values and the step, without a graph traceback."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        found = re.search(r"\[(" + re.escape(_NON_FINITE) + r"[^\]]*)\](?: \[(\d+)\])?",
+                          error.message)
+        if found is None:
+            raise
+        # TensorFlow prints the assertion's strings with quotes escaped.
+        message = found.group(1).replace("keras_kd: n", "N").replace("\\'", "'")
+        if found.group(2):
+            message += f" {found.group(2)}"
+        raise callbacks.NonFiniteInputError(
+            f"{message}. Check the data: a distillation loss of non-finite values means nothing."
+        ) from None
 
 
 def _look_like_probabilities(outputs):

@@ -58,7 +58,7 @@ def main(out, strategy_name, model="distiller"):
     with strategy.scope():
         teacher = keras_kd.models.get("mlp", (8, 8, 1), 10)
         student = keras_kd.models.get("resnet8", (8, 8, 1), 10)
-        distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.0)
+        distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.3, temperature=2.0)
         distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     epochs = 2
     batches = keras_kd.data.distillation_set(

@@ -128,7 +128,7 @@ def test_a_cached_teacher_is_never_called_during_fit(rng, policy, options, teach
         _split(rng), CLASSES, policy, batch_size=32, seed=0, teacher=teacher, **options
     )
     teacher.examples.assign(0)
-    distiller = keras_kd.Distiller(_mlp(2), teacher, alpha=0.5)
+    distiller = keras_kd.Distiller(teacher=teacher, student=_mlp(2), alpha=0.5)
     distiller.compile(optimizer="sgd")
     distiller.fit(dataset, epochs=2, verbose=0, shuffle=False)
     assert (int(teacher.examples.numpy()) == 200) == teacher_calls
@@ -294,7 +294,7 @@ def test_teacher_sees_exactly_the_students_view(rng, tmp_path, policy, options):
         cache_dir=str(tmp_path), temperature=3.0,
         synthetic=source if policy.uses_synthetic else None, **options,
     )
-    distiller = keras_kd.Distiller(student, model, alpha=0.0, temperature=3.0)
+    distiller = keras_kd.Distiller(teacher=model, student=student, alpha=0.0, temperature=3.0)
     distiller.compile(optimizer=keras.optimizers.SGD(0.0))
     logs = distiller.fit(dataset, epochs=2, verbose=0, shuffle=False).history
     assert logs["agreement"] == [1.0, 1.0]
@@ -321,7 +321,7 @@ def _fit(strategy, dataset, initial_weights):
     with strategy.scope():
         teacher, student = _mlp(1), _mlp(2)
         student.set_weights(initial_weights)
-        distiller = keras_kd.Distiller(student, teacher, alpha=0.5, temperature=3.0)
+        distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.5, temperature=3.0)
         distiller.compile(optimizer=keras.optimizers.SGD(0.1))
     logs = distiller.fit(dataset, epochs=2, verbose=0, shuffle=False).history
     return student.get_weights(), logs

@@ -51,7 +51,7 @@ def test_train_step_applies_the_hand_computed_loss_and_gradient(rng):
     x, y = _data(rng)
     teacher, student = _dense_model(1), _dense_model(2, l2=0.01)
     alpha, temperature, lr = 0.3, 2.5, 0.1
-    distiller = keras_kd.Distiller(student, teacher, alpha=alpha, temperature=temperature)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=alpha, temperature=temperature)
     distiller.compile(optimizer=keras.optimizers.SGD(lr))
     teacher_logits = tf.constant(teacher.predict(x, verbose=0))
     before = [tf.Variable(w) for w in student.get_weights()]
@@ -74,7 +74,7 @@ def test_labels_of_shape_batch_by_one_mean_what_batch_labels_mean(rng):
     for name, labels in (("flat", y), ("column", y[:, None])):
         keras.utils.set_random_seed(5)
         teacher, student = _dense_model(1), _dense_model(2)
-        distiller = keras_kd.Distiller(student, teacher, alpha=1.0)
+        distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=1.0)
         distiller.compile(optimizer="sgd")
         history = distiller.fit(x, labels, batch_size=16, epochs=2, shuffle=False,
                                 verbose=0).history
@@ -94,7 +94,7 @@ def test_labels_of_shape_batch_by_one_mean_what_batch_labels_mean(rng):
 def test_evaluate_reports_true_metric_values(rng):
     x, y = _data(rng, n=40)
     teacher, student = _dense_model(1), _dense_model(2)
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.5, temperature=3.0)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.5, temperature=3.0)
     distiller.compile()
     logs = distiller.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
@@ -110,7 +110,7 @@ def test_teacher_is_never_trained(digits):
     teacher = keras_kd.models.get("resnet8", (8, 8, 1), 10)  # BatchNorm statistics too
     student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
     before = [w.copy() for w in teacher.get_weights()]
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.5)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.5)
     distiller.compile(optimizer="adam")
     distiller.fit(keras_kd.data.batched(digits.train.take(128), 32), epochs=2, verbose=0)
     for a, b in zip(before, teacher.get_weights()):
@@ -129,7 +129,7 @@ def test_precomputed_teacher_logits_replace_the_teacher(rng):
         (ignored_teacher, tf.data.Dataset.from_tensor_slices((x, y, logits)).batch(8)),
     ):
         student = _dense_model(2)
-        distiller = keras_kd.Distiller(student, teacher, alpha=0.2)
+        distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.2)
         distiller.compile(optimizer=keras.optimizers.SGD(0.1))
         history = distiller.fit(batches, epochs=2, verbose=0).history
         runs.append((student.get_weights(), history))
@@ -147,7 +147,7 @@ def test_dict_batches_carry_masks_temperatures_and_weights(rng):
     labels = np.where(mask > 0, y, -1).astype("int32")
     batch = {"x": x, "y": labels, "hard_label_mask": mask, "temperature": temperature,
              "sample_weight": weight}
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.4)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.4)
     distiller.compile()
     logs = distiller.evaluate(tf.data.Dataset.from_tensors(batch), return_dict=True, verbose=0)
     t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
@@ -164,7 +164,7 @@ def _mirrored_run(strategy, x, y, initial_weights):
         teacher = keras_kd.Ensemble([_image_mlp(seed) for seed in (10, 11)])
         student = keras_kd.models.get("resnet8", (8, 8, 1), 10)
         student.set_weights(initial_weights)
-        distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.0)
+        distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.3, temperature=2.0)
         distiller.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = distiller.fit(batches, epochs=2, verbose=0).history
@@ -199,7 +199,7 @@ def test_mirrored_fit_starts_on_a_batch_that_splits_unevenly(digits, mirrored):
     # fails when it splits 3 + 2; the Distiller builds from the element spec.
     x, y = next(iter(digits.train.batch(37)))
     with mirrored.scope():
-        distiller = keras_kd.Distiller(_image_mlp(0), _image_mlp(1), alpha=0.5)
+        distiller = keras_kd.Distiller(teacher=_image_mlp(1), student=_image_mlp(0), alpha=0.5)
         distiller.compile(optimizer="sgd")
     batches = tf.data.Dataset.from_tensor_slices((x, y)).skip(32).concatenate(
         tf.data.Dataset.from_tensor_slices((x, y)).take(32)).batch(5)
@@ -210,7 +210,7 @@ def test_mirrored_fit_starts_on_a_batch_that_splits_unevenly(digits, mirrored):
 def test_distiller_is_built_with_its_student_and_predicts(rng):
     x, _ = _data(rng, n=4)
     student = _dense_model(2)
-    distiller = keras_kd.Distiller(student, _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=student)
     assert distiller.built
     np.testing.assert_allclose(distiller.predict(x, verbose=0), student.predict(x, verbose=0))
 
@@ -218,7 +218,7 @@ def test_distiller_is_built_with_its_student_and_predicts(rng):
 @pytest.mark.parametrize("after_fit", [False, True])
 def test_keras_file_round_trip(tmp_path, rng, after_fit):
     x, y = _data(rng)
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.25, temperature=3.0)
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), alpha=0.25, temperature=3.0)
     distiller.compile(optimizer="adam")
     if after_fit:
         distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
@@ -237,7 +237,7 @@ def test_keras_file_round_trip(tmp_path, rng, after_fit):
 @pytest.mark.parametrize("after_fit", [False, True])
 def test_saved_model_export_loads_with_tensorflow_alone(tmp_path, rng, after_fit):
     x, y = _data(rng, n=6)
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
     distiller.compile(optimizer="adam")
     if after_fit:
         distiller.fit(x, y, epochs=1, verbose=0)
@@ -259,13 +259,13 @@ def test_saved_model_export_loads_with_tensorflow_alone(tmp_path, rng, after_fit
 def test_export_writes_the_student_only(tmp_path):
     teacher = keras_kd.models.get("resnet20", (8, 8, 1), 10)
     student = _image_mlp(1)
-    keras_kd.Distiller(student, teacher).export(str(tmp_path / "s"), verbose=False)
+    keras_kd.Distiller(teacher=teacher, student=student).export(str(tmp_path / "s"), verbose=False)
     variables = tf.saved_model.load(str(tmp_path / "s")).variables
     assert sum(int(np.prod(v.shape)) for v in variables) == student.count_params()
 
 
 def test_config_round_trip():
-    distiller = keras_kd.Distiller(_dense_model(2, name="s"), _dense_model(1, name="t"),
+    distiller = keras_kd.Distiller(teacher=_dense_model(1, name="t"), student=_dense_model(2, name="s"),
                                    alpha=0.7, temperature=1.5)
     clone = keras_kd.Distiller.from_config(distiller.get_config())
     assert (clone.alpha, clone.temperature) == (0.7, 1.5)
@@ -275,7 +275,7 @@ def test_config_round_trip():
 
 def test_compiled_metrics_are_reported(rng):
     x, y = _data(rng)
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
     distiller.compile(metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
     logs = distiller.evaluate(x, y, return_dict=True, verbose=0)
     s = distiller.predict(x, verbose=0)
@@ -288,31 +288,31 @@ def test_compiled_metrics_are_reported(rng):
     [
         ({"alpha": -0.1}, r"alpha must be in \[0, 1\]; got alpha=-0.1"),
         ({"alpha": 1.5}, r"alpha must be in \[0, 1\]; got alpha=1.5"),
-        ({"temperature": 0.0}, r"temperature must be > 0; got temperature=0.0"),
-        ({"temperature": -2}, r"temperature must be > 0; got temperature=-2"),
+        ({"temperature": 0.0}, r"temperature must be > 0 and finite; got temperature=0.0"),
+        ({"temperature": -2}, r"temperature must be > 0 and finite; got temperature=-2"),
     ],
 )
 def test_bad_hyperparameters_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        keras_kd.Distiller(_dense_model(2), _dense_model(1), **kwargs)
+        keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), **kwargs)
 
 
 def test_class_count_mismatch_names_both_counts():
     with pytest.raises(ValueError, match="student predicts 5 classes but the teacher predicts 7"):
-        keras_kd.Distiller(_dense_model(2), _dense_model(1, classes=7))
+        keras_kd.Distiller(teacher=_dense_model(1, classes=7), student=_dense_model(2))
 
 
 def test_ensemble_teacher_class_count_is_checked_at_construction():
     teacher = keras_kd.Ensemble([_dense_model(1, classes=7), _dense_model(3, classes=7)])
     with pytest.raises(ValueError, match="student predicts 5 classes but the teacher predicts 7"):
-        keras_kd.Distiller(_dense_model(2), teacher)
+        keras_kd.Distiller(teacher=teacher, student=_dense_model(2))
 
 
 def test_precomputed_logits_class_count_is_checked_before_training(rng):
     x, y = _data(rng)
     student = _dense_model(2)
     before = student.get_weights()
-    distiller = keras_kd.Distiller(student, _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=student)
     distiller.compile()
     with pytest.raises(ValueError, match="predicts 5 classes but the batch's teacher_logits predicts 3"):
         distiller.fit(tf.data.Dataset.from_tensor_slices((x, y, np.zeros((32, 3), "float32"))).batch(8),
@@ -327,7 +327,7 @@ def test_out_of_range_labels_fail_at_the_first_batch(rng, bad_label):
     y[0] = bad_label
     student = _dense_model(2)
     before = student.get_weights()
-    distiller = keras_kd.Distiller(student, _dense_model(1), alpha=0.0)
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=student, alpha=0.0)
     distiller.compile(optimizer=keras.optimizers.SGD(0.1))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be integers in \[0, 5\)"):
         distiller.fit(x, y, batch_size=8, shuffle=False, verbose=0)
@@ -338,7 +338,7 @@ def test_out_of_range_labels_fail_at_the_first_batch(rng, bad_label):
 def test_evaluate_checks_labels_too(rng):
     x, y = _data(rng)
     y[3] = 9
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
     distiller.compile()
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be integers in \[0, 5\)"):
         distiller.evaluate(x, y, verbose=0)
@@ -346,7 +346,7 @@ def test_evaluate_checks_labels_too(rng):
 
 def test_hard_loss_without_labels_is_refused(rng):
     x, _ = _data(rng)
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.5)
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), alpha=0.5)
     distiller.compile()
     with pytest.raises(ValueError, match="alpha=0.5 weights a hard-label loss, but the batch has no labels"):
         distiller.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), verbose=0)
@@ -354,7 +354,7 @@ def test_hard_loss_without_labels_is_refused(rng):
 
 def test_pure_distillation_trains_without_labels(rng):
     x, _ = _data(rng)
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1), alpha=0.0)
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), alpha=0.0)
     distiller.compile(optimizer="adam")
     history = distiller.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=3, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
@@ -362,7 +362,7 @@ def test_pure_distillation_trains_without_labels(rng):
 
 
 def test_compile_refuses_a_loss():
-    distiller = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
     with pytest.raises(ValueError, match="computes its own loss"):
         distiller.compile(optimizer="adam", loss="mse")
 
@@ -372,7 +372,7 @@ def test_models_that_cannot_be_distilled_are_refused_at_construction():
     other_inputs = keras_kd.models.get("mlp", (28, 28, 1), 10)
     with pytest.raises(ValueError, match=r"inputs of shape \(28, 28, 1\) but the teacher "
                                          r"'.*' takes \(8, 8, 1\)"):
-        keras_kd.Distiller(other_inputs, teacher)
+        keras_kd.Distiller(teacher=teacher, student=other_inputs)
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
     for head in (keras.layers.Dense(10, activation="softmax", name="probabilities"),
@@ -380,9 +380,9 @@ def test_models_that_cannot_be_distilled_are_refused_at_construction():
         outputs = head(hidden if isinstance(head, keras.layers.Dense)
                        else keras.layers.Dense(10)(hidden))
         with pytest.raises(ValueError, match="ends in a softmax \\(layer 'probabilities'\\)"):
-            keras_kd.Distiller(keras.Model(inputs, outputs), teacher)
+            keras_kd.Distiller(teacher=teacher, student=keras.Model(inputs, outputs))
         with pytest.raises(ValueError, match="The teacher .* ends in a softmax"):
-            keras_kd.Distiller(teacher, keras_kd.Ensemble([keras.Model(inputs, outputs)]))
+            keras_kd.Distiller(teacher=keras_kd.Ensemble([keras.Model(inputs, outputs)]), student=teacher)
 
 
 def test_outputs_that_look_like_probabilities_get_a_warning(rng):
@@ -396,21 +396,106 @@ def test_outputs_that_look_like_probabilities_get_a_warning(rng):
         def call(self, inputs, training=False):
             return tf.nn.softmax(self.model(inputs, training=training))
 
-    distiller = keras_kd.Distiller(Probabilities(_dense_model(2)), _dense_model(1))
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=Probabilities(_dense_model(2)))
     distiller.compile(optimizer="sgd")
     with pytest.warns(UserWarning, match="The student's outputs on the first batch .* look like "
                                          "probabilities"):
         distiller.fit(x, y, epochs=1, verbose=0)
     probabilities = tf.nn.softmax(_dense_model(1)(x))
     cached = tf.data.Dataset.from_tensor_slices((x, y, probabilities)).batch(8)
-    plain = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+    plain = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
     plain.compile(optimizer="sgd")
     with pytest.warns(UserWarning, match="The batch's teacher_logits on the first batch"):
         plain.fit(cached, epochs=1, verbose=0, shuffle=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        keras_kd.Distiller(_dense_model(2), _dense_model(1)).compile(optimizer="sgd")
-        plain = keras_kd.Distiller(_dense_model(2), _dense_model(1))
+        keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2)).compile(optimizer="sgd")
+        plain = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
         plain.compile(optimizer="sgd")
         plain.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0,
                   shuffle=False)
+
+
+def test_models_are_taken_by_keyword_only():
+    """Keras' own Distiller takes (teacher, student), ours took (student,
+    teacher): a positional call is refused instead of training the teacher."""
+    trained, fresh = _dense_model(1), _dense_model(2)
+    with pytest.raises(TypeError, match=r"by keyword: Distiller\(teacher=\.\.\., student=\.\.\.\)"):
+        keras_kd.Distiller(trained, fresh)
+    with pytest.raises(TypeError, match="needs student="):
+        keras_kd.Distiller(teacher=trained)
+    with pytest.raises(ValueError, match="same model"):
+        keras_kd.Distiller(teacher=trained, student=trained)
+
+
+def test_the_teacher_keeps_its_flags_and_weights_and_can_be_a_student_later(rng):
+    x, y = _data(rng)
+    teacher, student = _dense_model(1), _dense_model(2)
+    before = [w.copy() for w in teacher.get_weights()]
+    distiller = keras_kd.Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer="adam")
+    distiller.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert teacher.trainable
+    assert all(np.array_equal(a, b) for a, b in zip(before, teacher.get_weights()))
+    # Only the student's weights are trained, and only they have optimizer slots.
+    assert {id(v) for v in distiller.trainable_variables} == {
+        id(v) for v in student.trainable_variables}
+    assert len(distiller.optimizer.variables) == 2 + 2 * len(student.trainable_variables)
+    # The teacher of one distiller is the student of another.
+    second = keras_kd.Distiller(teacher=_dense_model(3), student=teacher)
+    second.compile(optimizer="adam")
+    second.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, teacher.get_weights()))
+
+
+def test_a_frozen_student_is_refused():
+    student = _dense_model(2)
+    student.trainable = False
+    with pytest.raises(ValueError, match="trainable=False, so nothing would train"):
+        keras_kd.Distiller(teacher=_dense_model(1), student=student)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_inputs_stop_fit_naming_the_step_before_any_weight_changes(rng, bad):
+    x, y = _data(rng)
+    x[13, 2] = bad  # the second batch of 8
+    student = _dense_model(2)
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=student)
+    distiller.compile(optimizer="sgd")
+    with pytest.raises(keras_kd.callbacks.NonFiniteInputError,
+                       match=r"Non-finite values \(NaN or inf\) in the batch's inputs, "
+                             r"training step 2\."):
+        distiller.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # The weights are those after the first batch alone: step 2 changed none.
+    reference_student = _dense_model(2)
+    reference_distiller = keras_kd.Distiller(teacher=_dense_model(1), student=reference_student)
+    reference_distiller.compile(optimizer="sgd")
+    reference_distiller.fit(x[:8], y[:8], batch_size=8, epochs=1, verbose=0)
+    for a, b in zip(reference_student.get_weights(), student.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-9)  # a step moves them by ~1e-4
+    with pytest.raises(keras_kd.callbacks.NonFiniteInputError, match="an evaluation batch"):
+        distiller.evaluate(x, y, batch_size=8, verbose=0)
+
+
+def test_non_finite_cached_teacher_logits_stop_fit(rng):
+    x, y = _data(rng)
+    logits = rng.normal(size=(32, NUM_CLASSES)).astype("float32")
+    logits[0, 0] = np.nan
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
+    distiller.compile(optimizer="sgd")
+    with pytest.raises(keras_kd.callbacks.NonFiniteInputError, match="the teacher's logits, "
+                       "training step 1"):
+        distiller.fit(tf.data.Dataset.from_tensor_slices((x, y, logits)).batch(8), verbose=0)
+
+
+def test_under_xla_non_finite_inputs_log_a_nan_loss_not_a_finite_one(rng):
+    """XLA drops assertions; the loss is then logged as NaN, never as 0."""
+    x, y = _data(rng)
+    x[:, 0] = np.inf
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2))
+    distiller.compile(optimizer="sgd", jit_compile=True)
+    results = distiller.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    assert np.isnan(results["loss"])
+    with pytest.raises(keras_kd.callbacks.NonFiniteLossError):
+        distiller.fit(x, y, batch_size=8, verbose=0,
+                      callbacks=[keras_kd.callbacks.StopOnNonFiniteLoss()])

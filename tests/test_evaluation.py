@@ -11,7 +11,7 @@ def test_distillation_loss_is_what_the_distiller_minimizes(digits):
     teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,))
     student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
     batches = keras_kd.data.batched(digits.test, 100)
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.3, temperature=2.5)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.3, temperature=2.5)
     distiller.compile("adam")
     expected = distiller.evaluate(batches, verbose=0, return_dict=True)
     measured = evaluation.fidelity_metrics(teacher, student, batches, distillation=keras_kd.jobs.Distillation(alpha=0.3, temperature=2.5))

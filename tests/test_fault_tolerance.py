@@ -182,7 +182,7 @@ def test_a_distillers_backup_holds_the_student_and_optimizer_not_the_teacher(tmp
         keras.utils.set_random_seed(3)
         teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(64, 64))
         student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=hidden_units)
-        model = keras_kd.Distiller(student, teacher, alpha=0.5)
+        model = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.5)
         model.compile(optimizer="adam")
         return model
 
@@ -228,7 +228,7 @@ def test_a_partial_backup_is_never_restored(tmp_path, rng):
 def test_stop_on_non_finite_loss_names_the_step_and_the_terms(rng):
     teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(8,))
     student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(8,))
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.5)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.5)
     distiller.compile(optimizer="sgd")
     x = rng.random((64, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 10, 64)
@@ -272,7 +272,7 @@ def test_fit_under_mirrored_sees_the_batches_of_one_device(digits, mirrored):
             keras.utils.set_random_seed(2)
             teacher = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
             student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
-            distiller = keras_kd.Distiller(student, teacher, alpha=0.2)
+            distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.2)
             distiller.compile(optimizer=keras.optimizers.SGD(0.1))
         stream = keras_kd.data.distillation_set(digits.train.take(90), 10, "crop_flip",
                                                 batch_size=20, seed=0, epochs=2)

@@ -24,7 +24,7 @@ def test_fidelity_is_logged_each_epoch_as_evaluation_measures_it(digits, tmp_pat
     keras.utils.set_random_seed(0)
     teacher = _CountingTeacher(keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(32,)))
     student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
-    distiller = keras_kd.Distiller(student, teacher)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student)
     distiller.compile(keras.optimizers.Adam(1e-2))
     test = keras_kd.data.batched(digits.test, 100)
     history = distiller.fit(

@@ -20,7 +20,7 @@ def _distiller():
     keras.utils.set_random_seed(0)
     teacher = keras_kd.models.get("resnet8", (8, 8, 1), 10)
     student = keras_kd.models.get("mlp", (8, 8, 1), 10, hidden_units=(16,))
-    return keras_kd.Distiller(student, teacher, alpha=0.3)
+    return keras_kd.Distiller(teacher=teacher, student=student, alpha=0.3)
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])

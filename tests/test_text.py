@@ -127,7 +127,7 @@ def test_an_lstm_ensemble_distills_into_an_lstm_with_plain_fit():
     teacher = keras_kd.Ensemble(members)
     keras.utils.set_random_seed(7)
     student = keras_kd.models.for_data("lstm", data.info, units=16, embedding_dim=16)
-    distiller = keras_kd.Distiller(student, teacher, alpha=0.0, temperature=1.0)
+    distiller = keras_kd.Distiller(teacher=teacher, student=student, alpha=0.0, temperature=1.0)
     distiller.compile(optimizer=keras.optimizers.Adam(0.01))
     test = data_lib.batched(data.test, 128)
 
@@ -180,6 +180,14 @@ def test_distill_on_imdb_reviews_exports_a_student_that_reads_text(tmp_path):
     with open(output) as f:
         measured = json.load(f)["splits"]["test"]
     assert measured["agreement"] == pytest.approx(report["splits"]["test"]["agreement"], abs=1e-6)
+    # The SavedModel reads text: its token ids are given back as words, and it
+    # agrees with the teacher exactly as the .keras student on token ids does.
+    _mock_app("evaluate", f"--run_dir={run_dir}", f"--student={run_dir / 'saved_model'}",
+              f"--output={output}")
+    with open(output) as f:
+        served_measures = json.load(f)["splits"]["test"]
+    for name in ("agreement", "predictive_kl", "student_accuracy"):
+        assert served_measures[name] == pytest.approx(measured[name], abs=1e-5)
 
 
 @pytest.mark.slow
@@ -210,3 +218,58 @@ def test_the_gan_job_refuses_text_before_writing_anything(tmp_path):
     with pytest.raises(jobs.ConfigError, match="is text \\(token ids\\); the GAN makes images"):
         jobs.gan.run(config, verbose=0)
     assert not (tmp_path / "saved").exists()
+
+
+def _save_texts(path, x_train, x_test=None, **arrays):
+    x_test = x_train if x_test is None else x_test
+    np.savez(path, x_train=x_train, y_train=np.arange(len(x_train)) % 2, x_test=x_test,
+             y_test=np.arange(len(x_test)) % 2, **arrays)
+    return f"npz:{path}"
+
+
+def test_texts_that_are_not_utf8_are_named_with_their_place(tmp_path):
+    texts = np.array([b"a good film", b"caf\xe9 au lait", b"a bad film", b"dull"])
+    name = _save_texts(tmp_path / "latin1.npz", texts)
+    with pytest.raises(data_lib.DatasetError, match=r"latin1.npz.*x_train\[1\] is not UTF-8 "
+                       r"text \(invalid continuation byte at byte 3.*expected UTF-8"):
+        data_lib.load(name)
+
+
+@pytest.mark.parametrize("texts", [["", "", "", ""], ["", "...", "!?", " "]])
+def test_texts_without_words_are_refused(tmp_path, texts):
+    name = _save_texts(tmp_path / "empty.npz", np.array(texts))
+    with pytest.raises(data_lib.DatasetError, match=r"x_train holds no words: its 4 texts are "
+                       "empty once lowercased and stripped of punctuation"):
+        data_lib.load(name)
+
+
+def test_an_object_array_npz_names_the_array_and_how_to_save_it(tmp_path):
+    texts = np.array(["a good film", "a bad film", "fine", "dull"], dtype=object)
+    name = _save_texts(tmp_path / "pandas.npz", texts)
+    with pytest.raises(data_lib.DatasetError, match=r"x_train in .*pandas.npz' is an object "
+                       r"array .*x_train=np.asarray\(texts, dtype=str\)"):
+        data_lib.load(name)
+
+
+@pytest.mark.parametrize("bad, shown", [(None, "None"), (3, "3"), (float("nan"), "nan")])
+def test_texts_in_memory_must_be_strings(bad, shown):
+    with pytest.raises(data_lib.DatasetError, match=rf"x_train\[2\] is {shown} .*expected a "
+                       "string"):
+        data_lib.load_texts(["a good film", "a bad film", bad], [1, 0, 1], ["good"], [1])
+
+
+def test_a_sequence_length_beyond_memory_is_refused_before_any_array_is_made():
+    with pytest.raises(data_lib.DatasetError, match=r"sequence_length=100000000000 makes token "
+                       r"ids of .* GiB for 4 texts, over half of this machine's"):
+        data_lib.load_texts(["a good film", "a bad film", "fine"], [1, 0, 1], ["good"], [1],
+                            sequence_length=10**11)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet8", "mnist1d_cnn"])
+def test_models_that_do_not_read_token_ids_are_refused_by_name(arch):
+    data = data_lib.load_texts(["a good film", "a bad film"], [1, 0], ["good"], [1],
+                               sequence_length=4)
+    with pytest.raises(ValueError, match=rf"model='{arch}' reads .*, but dataset 'texts.*' "
+                       r"holds tokens \(input shape \(4,\)\); models that read tokens: "
+                       r"\['bilstm', 'lstm'\]"):
+        keras_kd.models.for_data(arch, data.info)

@@ -216,7 +216,7 @@ def _student(run, teacher, steps_per_epoch):
         start = _initialize_student(student, config, run.data, teacher)
         initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
         distiller = Distiller(
-            student, teacher, alpha=config.distillation.alpha,
+            teacher=teacher, student=student, alpha=config.distillation.alpha,
             temperature=config.distillation.temperature,
         )
         distiller.compile(
@@ -375,6 +375,8 @@ def _out_of_distribution_source(config, data):
 def _policy_and_source(config, data):
     """The run's policy, checked against the data, and its synthetic source."""
     info = data.info
+    outline.check_models_fit(info, teacher_arch=config.teacher.arch,
+                             student_arch=config.student.arch)
     policy = config.distillation_set.resolve(info.name)
     try:
         policy.validate(info.input_shape, info.kind)
