@@ -180,3 +180,23 @@ def test_a_training_head_is_built_once_and_keeps_the_vocabulary():
     texts = keras_kd.data.load_texts(["a good film", "a bad film"], [1, 0], ["good"], [1],
                                      sequence_length=4)
     assert texts.train_head(0.5).vocabulary == texts.vocabulary
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
+def test_eight_bit_values_read_alike_whatever_their_integer_dtype(tmp_path, dtype):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(12, 6, 6))
+    name = _write_npz(tmp_path / "toy.npz", x_train=pixels.astype(dtype),
+                      x_test=pixels[:6].astype(dtype))
+    x, _ = next(iter(keras_kd.data.load(name).train.batch(12)))
+    np.testing.assert_array_equal(x.numpy()[..., 0], pixels.astype("float32") / 255.0)
+
+
+def test_integers_beyond_eight_bits_are_read_as_they_are_in_every_split(tmp_path):
+    counts = np.arange(12 * 4).reshape(12, 4)  # up to 47 in train
+    name = _write_npz(tmp_path / "counts.npz", x_train=counts, x_test=counts[:6] * 20)
+    data = keras_kd.data.load(name)
+    x_train, _ = next(iter(data.train.batch(12)))
+    x_test, _ = next(iter(data.test.batch(6)))
+    # The test split goes up to 460, so neither split is scaled.
+    np.testing.assert_array_equal(x_train.numpy(), counts)
+    np.testing.assert_array_equal(x_test.numpy(), counts[:6] * 20)

@@ -39,7 +39,9 @@ def load(name, data_dir=None, test_fraction=0.25):
             `x` of shape `[n, d]` is read as feature vectors, `[n]` as one
             feature, `[n, h, w]` and `[n, h, w, c]` as images; with
             `kind="signals"`, `[n, length]` and `[n, length, channels]` are
-            signals; string arrays `x` are texts).
+            signals; string arrays `x` are texts; integer inputs all in
+            [0, 255], in every split, are 8-bit values divided by 255, whatever
+            their integer dtype, and other numbers are read as they are).
             A text dataset's name may end in its settings,
             `:vocabulary_size=<n>,sequence_length=<n>` (`keras_kd.data.text`).
         data_dir: where TFDS keeps its data (TFDS' default when `None`), and
@@ -126,22 +128,40 @@ def _load_npz(name, path, text_settings=None):
                     f"Dataset {name!r}: {path!r} lacks arrays {missing}; expected "
                     f"{list(_NPZ_KEYS)}."
                 )
-            x_train, y_train, x_test, y_test = (arrays[key] for key in _NPZ_KEYS)
+            x_train, y_train, x_test, y_test = (
+                _npz_array(name, path, arrays, key) for key in _NPZ_KEYS)
             num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
             kind = str(arrays["kind"]) if "kind" in arrays else None
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError) as error:
-        size = os.path.getsize(path)
-        raise DatasetError(
-            f"Dataset {name!r}: {path!r} ({size} bytes) is not a readable NumPy .npz "
-            f"archive of arrays {list(_NPZ_KEYS)} ({type(error).__name__}: {error})."
-        ) from None
+    except (OSError, EOFError, ValueError) as error:
+        raise _unreadable_npz(name, path, error) from None
     base = text_lib.split_name(name)[0]
     if text_lib.is_text(x_train) or text_lib.is_text(x_test):
         return _from_texts(base, text_settings, x_train, y_train, x_test, y_test, num_classes)
     _refuse_text_settings(name, text_settings)
     return _from_arrays(name, x_train, y_train, x_test, y_test, num_classes, kind)
+
+
+def _npz_array(name, path, arrays, key):
+    try:
+        return arrays[key]
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        raise DatasetError(
+            f"Dataset {name!r}: {key} in {path!r} is an object array (what pandas' "
+            "to_numpy() gives for strings), which NumPy reads only by unpickling, and a data "
+            "file is not trusted to run code; save it as a string array: "
+            f"np.savez(..., {key}=np.asarray(texts, dtype=str))."
+        ) from None
+
+
+def _unreadable_npz(name, path, error):
+    return DatasetError(
+        f"Dataset {name!r}: {path!r} ({os.path.getsize(path)} bytes) is not a readable NumPy "
+        f".npz archive of arrays {list(_NPZ_KEYS)} ({type(error).__name__}: {error})."
+    )
 
 
 def _refuse_text_settings(name, text_settings):
@@ -161,18 +181,26 @@ def _from_texts(base, text_settings, x_train, y_train, x_test, y_test, num_class
     name = text_lib.canonical_name(base, settings)
     texts, labels = {}, {}
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        x = np.asarray(x)
+        # Elements are checked before NumPy would turn a None or a number into text.
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(list(x), dtype=object)
         if x.ndim != 1 or not text_lib.is_text(x):
             raise DatasetError(
                 f"Dataset {name!r}: x_{split} must be a vector of texts (strings); got "
                 f"shape {x.shape}, dtype {x.dtype}."
             )
-        texts[split] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in x]
+        texts[split] = _decoded_texts(name, split, x)
         # The labels are checked as any dataset's are, against placeholder inputs.
         _, labels[split] = _validate_split(name, split, np.zeros((len(x), 1), "float32"),
                                            np.asarray(y))
-    vocabulary = text_lib.adapt_vocabulary(texts["train"], settings["vocabulary_size"])
     length = settings["sequence_length"]
+    _check_token_memory(name, len(texts["train"]) + len(texts["test"]), length)
+    vocabulary = text_lib.adapt_vocabulary(texts["train"], settings["vocabulary_size"])
+    if len(vocabulary) <= 2:
+        raise DatasetError(
+            f"Dataset {name!r}: x_train holds no words: its {len(texts['train'])} texts are "
+            "empty once lowercased and stripped of punctuation; expected texts with words."
+        )
     arrays = {split: text_lib.token_ids(texts[split], vocabulary, length) for split in texts}
     y_train, y_test = labels["train"], labels["test"]
     info = DatasetInfo(
@@ -187,6 +215,43 @@ def _from_texts(base, text_settings, x_train, y_train, x_test, y_test, num_class
     )
 
 
+def _decoded_texts(name, split, texts):
+    """The texts of a split as `str`, each checked: bytes must be UTF-8."""
+    decoded = []
+    for index, text in enumerate(texts):
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DatasetError(
+                    f"Dataset {name!r}: x_{split}[{index}] is not UTF-8 text ({error.reason} "
+                    f"at byte {error.start}: {text[max(error.start - 8, 0):error.end + 8]!r}); "
+                    "expected UTF-8 encoded strings."
+                ) from None
+        elif not isinstance(text, str):
+            raise DatasetError(
+                f"Dataset {name!r}: x_{split}[{index}] is {text!r} "
+                f"({type(text).__name__}); expected a string (use '' for an empty text)."
+            )
+        decoded.append(text)
+    return decoded
+
+
+def _check_token_memory(name, examples, sequence_length):
+    """Refuses token arrays that would not fit in half of this machine's memory."""
+    needed = examples * sequence_length * 4
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > available // 2:
+        raise DatasetError(
+            f"Dataset {name!r}: sequence_length={sequence_length} makes token ids of "
+            f"{needed / 2**30:.1f} GiB for {examples} texts, over half of this machine's "
+            f"{available / 2**30:.1f} GiB; choose a shorter sequence_length."
+        )
+
+
 def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None, kind=None,
                  settings=None):
     if kind not in (None, *KINDS.values()):
@@ -195,6 +260,7 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None, kind=
         )
     x_train, y_train = _validate_split(name, "train", x_train, y_train, kind)
     x_test, y_test = _validate_split(name, "test", x_test, y_test, kind)
+    x_train, x_test = _as_float(x_train, x_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(
             f"Dataset {name!r}: train inputs have shape {x_train.shape[1:]} but "
@@ -214,6 +280,18 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, num_classes=None, kind=
         test=tf.data.Dataset.from_tensor_slices((x_test, y_test)),
         info=info,
     )
+
+
+def _as_float(*inputs):
+    """The inputs as float32; integers all in [0, 255] are 8-bit values (pixels)
+    and are divided by 255, whatever their integer dtype (a uint8 image and the
+    same image as int64 read alike). The rule looks at every split together,
+    so train and test are always scaled alike."""
+    integer = all(np.issubdtype(x.dtype, np.integer) for x in inputs)
+    eight_bit = integer and all(x.size == 0 or (x.min() >= 0 and x.max() <= 255)
+                                for x in inputs)
+    return tuple(x.astype("float32") / 255.0 if eight_bit else x.astype("float32")
+                 for x in inputs)
 
 
 def _class_count(name, y_train, y_test, num_classes):
@@ -286,9 +364,7 @@ def _validate_split(name, split, x, y, kind=None):
             )
     if x.ndim == 1 or (x.ndim == 2 and kind == "signals") or (x.ndim == 3 and kind != "signals"):
         x = x[..., None]  # one feature; one channel
-    if x.dtype == np.uint8:
-        x = x.astype("float32") / 255.0
-    return x.astype("float32"), y.astype("int32")
+    return x, y.astype("int32")
 
 
 def _load_tfds(name, tfds_name, data_dir, text_settings=None):

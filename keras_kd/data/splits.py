@@ -71,6 +71,20 @@ class DatasetInfo:
         return TOKENS if self.vocabulary_size else input_kind(self.input_shape)
 
     @property
+    def key_name(self):
+        """The name as the keys of members and controls take it: an npz file's
+        path left out (its content is in every key as the data's digest), so
+        the same file reached by another path reuses its members.
+
+        >>> DatasetInfo("npz:/data/x.npz:sequence_length=64", 2, (64,), 1, 1).key_name
+        'npz:sequence_length=64'
+        """
+        base, settings = text_lib.split_name(self.name)
+        if not base.startswith("npz:"):
+            return self.name
+        return "npz" + (f":{settings}" if settings else "")
+
+    @property
     def slug(self):
         """The name as a folder name (`tfds:cifar10` -> `tfds_cifar10`)."""
         base, settings = text_lib.split_name(self.name)

@@ -108,6 +108,20 @@ def vectorizer(vocabulary, sequence_length, name="vectorizer"):
     )
 
 
+def words_of_ids(vocabulary):
+    """The word each token id stands for, to write token ids back as text that
+    `vectorizer(vocabulary, ...)` reads as the same ids: padding (0) is
+    empty, and the out-of-vocabulary id (1) a word outside the vocabulary.
+
+    >>> words_of_ids(("", "[UNK]", "good", "bad"))
+    ('', 'zzunknownzz', 'good', 'bad')
+    """
+    unknown = "zzunknownzz"
+    while unknown in vocabulary:
+        unknown += "z"
+    return ("", unknown, *vocabulary[2:])
+
+
 def token_ids(texts, vocabulary, sequence_length):
     """`texts` as int32 token ids `[len(texts), sequence_length]`."""
     layer = vectorizer(vocabulary, sequence_length)

@@ -3,9 +3,12 @@
 import json
 import os
 
+import tensorflow as tf
+
 from keras_kd import data as data_lib
 from keras_kd import evaluation
 from keras_kd import export
+from keras_kd.data import text as text_lib
 from keras_kd.ensemble import Ensemble
 
 SPLITS = ("train", "test")
@@ -27,6 +30,22 @@ def control_of_run(run_dir):
     with open(os.path.join(run_dir, "report.json")) as f:
         control = json.load(f).get("control")
     return control["path"] if control else None
+
+
+def _load_for(data, path):
+    """The model at `path`, taking `data`'s inputs: a text run's SavedModel
+    reads strings, so its token ids are written back as the words they stand
+    for, which its own vectorizer reads as the same ids."""
+    model = export.load_model(path)
+    if not (data.vocabulary and export.is_saved_model(path) and export.reads_strings(path)):
+        return model
+    words = tf.constant(text_lib.words_of_ids(data.vocabulary))
+
+    def on_token_ids(ids, training=False):
+        texts = tf.strings.reduce_join(tf.gather(words, ids), axis=-1, separator=" ")
+        return model(texts, training=training)
+
+    return on_token_ids
 
 
 def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
@@ -59,10 +78,10 @@ def evaluate(student_path, teacher_paths, dataset, splits=SPLITS, batch_size=64,
         raise ValueError(f"splits: unknown split(s) {unknown}; expected among {SPLITS}.")
     data = data_lib.load(dataset, data_dir=data_dir)
     available = {"train": data.train, "test": data.test}
-    student = export.load_model(student_path)
+    student = _load_for(data, student_path)
     teacher = Ensemble(list(teacher_paths))
     batches = {name: data_lib.batched(available[name], batch_size) for name in splits}
     functional = all(str(path).endswith(".keras") for path in [student_path, *teacher_paths])
-    control = export.load_model(control_path) if control_path else None
+    control = _load_for(data, control_path) if control_path else None
     return evaluation.fidelity_report(teacher, student, batches, representation=functional,
                                       control=control)

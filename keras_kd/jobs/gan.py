@@ -39,6 +39,7 @@ def run(config, verbose="auto"):
     job = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
     _check_inputs(data)
+    outline.check_models_fit(data.info, teacher_arch=config.teacher.arch)
     teachers_dir = folders.path(config, data.info.slug, "teachers")
     job.open(folders.path(config, data.info.slug, "gan"), teachers_dir)
     with job.timed("gan_s"):

@@ -27,6 +27,7 @@ import time
 from keras_kd import backup
 from keras_kd import distribute
 from keras_kd import export
+from keras_kd import models
 from keras_kd.jobs.lock import FolderLock
 
 
@@ -51,6 +52,16 @@ def _fingerprint_changes(backup_dir, fingerprint):
 class ConfigError(ValueError):
     """A setting that cannot work here (it does not fit the dataset, or names a
     folder that cannot be written), found before any training."""
+
+
+def check_models_fit(info, **architectures):
+    """Raises a `ConfigError` when a model does not read the dataset's kind of
+    input, naming its flag (`student_arch="lstm"` on images, say)."""
+    for flag, name in architectures.items():
+        try:
+            models.check_fits(name, info, role=flag)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def check_writable(folder):

@@ -43,6 +43,7 @@ def train(config, verbose="auto"):
     """
     run = outline.JobRun(config.runtime)
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
+    outline.check_models_fit(data.info, teacher_arch=config.teacher.arch)
     directory = folders.path(config, data.info.slug, "teachers_job")
     run.open(directory)
     members, teacher = ensemble(config, data, run, verbose, directory=directory,
@@ -81,8 +82,9 @@ def ensemble(config, data, job, verbose="auto", directory=None, backup_dir=None)
 
 def member_settings(spec, data, precision="float32"):
     """What a member's key digests: its training settings, the dataset's name
-    and content digest, keras_kd's version (and a precision other than float32)."""
-    settings = {"dataset": data.info.name, **dataclasses.asdict(spec),
+    (an npz file's without its path: `DatasetInfo.key_name`) and content
+    digest, keras_kd's version (and a precision other than float32)."""
+    settings = {"dataset": data.info.key_name, **dataclasses.asdict(spec),
                 "data_digest": data.digest, "keras_kd": __version__}
     if precision != "float32":
         settings["precision"] = precision

@@ -14,14 +14,21 @@ from keras_kd.models.text import lstm
 _RESNET = re.compile(r"resnet(\d+)(?:_w(\d+))?(_ln)?$")
 # The model registry: name -> builder(input_shape, num_classes, **kwargs).
 _BUILDERS = {}
+# name -> the input kinds it reads (`keras_kd.data.DatasetInfo.kind`); absent: any.
+_INPUTS = {}
+# What the resnet<depth> family reads.
+_RESNET_INPUTS = ("signals", "images")
 
 
-def register(name, builder=None, *, overwrite=False):
+def register(name, builder=None, *, inputs=None, overwrite=False):
     """Registers `builder(input_shape, num_classes, **kwargs)` as model `name`.
 
     The builder returns a functional `keras.Model` mapping inputs to logits
     (its last layer the logits layer, so `penultimate` finds its features).
-    Use it as a function or as a decorator.
+    Use it as a function or as a decorator. `inputs` names the kinds of
+    input it reads (`"features"`, `"signals"`, `"images"`, `"tokens"`), so
+    a job refuses it on other data before training (`check_fits`); `None`
+    leaves that to the builder.
 
     Example:
 
@@ -36,27 +43,67 @@ def register(name, builder=None, *, overwrite=False):
     >>> keras_kd.models.unregister("tiny")
     """
     if builder is None:
-        return lambda function: register(name, function, overwrite=overwrite)
+        return lambda function: register(name, function, inputs=inputs, overwrite=overwrite)
     if not isinstance(name, str) or not name or _RESNET.match(name):
         raise ValueError(f"A model name is a non-empty string not of the resnet<depth> family; "
                          f"got {name!r}.")
     if name in _BUILDERS and not overwrite:
         raise ValueError(f"A model {name!r} is registered already; pass overwrite=True.")
     _BUILDERS[name] = builder
+    if inputs is None:
+        _INPUTS.pop(name, None)
+    else:
+        _INPUTS[name] = tuple(inputs)
     return builder
 
 
 def unregister(name):
     """Removes model `name` from the registry."""
     _BUILDERS.pop(name, None)
+    _INPUTS.pop(name, None)
 
 
-register("cnn", cnn)
-register("mlp", mlp)
-register("mnist1d_cnn", mnist1d_cnn)
-register("mnist1d_mlp", mnist1d_mlp)
-register("lstm", lstm)
-register("bilstm", bilstm)
+# Token ids are integers to look up, not numbers to weigh: only the text
+# models (with an embedding) read them.
+register("cnn", cnn, inputs=("signals", "images"))
+register("mlp", mlp, inputs=("features", "signals", "images"))
+register("mnist1d_cnn", mnist1d_cnn, inputs=("signals",))
+register("mnist1d_mlp", mnist1d_mlp, inputs=("features", "signals", "images"))
+register("lstm", lstm, inputs=("tokens",))
+register("bilstm", bilstm, inputs=("tokens",))
+
+
+def inputs_read(name):
+    """The input kinds model `name` reads, or `None` when it did not say.
+
+    >>> keras_kd.models.inputs_read("lstm")
+    ('tokens',)
+    """
+    check_name(name)
+    return _RESNET_INPUTS if _RESNET.match(name) else _INPUTS.get(name)
+
+
+def check_fits(name, info, role="model"):
+    """Raises a ValueError naming `name`, its role and the dataset when the
+    model does not read the dataset's kind of input (`info.kind`).
+
+    >>> info = keras_kd.data.load("digits").info
+    >>> keras_kd.models.check_fits("lstm", info, role="student_arch")
+    Traceback (most recent call last):
+    ...
+    ValueError: student_arch='lstm' reads tokens, but dataset 'digits' holds images (input shape (8, 8, 1)); models that read images: ['cnn', 'mlp', 'mnist1d_mlp', 'resnet<6n+2>[_w<k>][_ln]'].
+    """
+    kinds = inputs_read(name)
+    if kinds is None or info.kind in kinds:
+        return
+    fitting = sorted(model for model, read in _INPUTS.items() if info.kind in read)
+    if info.kind in _RESNET_INPUTS:
+        fitting.append("resnet<6n+2>[_w<k>][_ln]")
+    raise ValueError(
+        f"{role}={name!r} reads {' or '.join(kinds)}, but dataset {info.name!r} holds "
+        f"{info.kind} (input shape {tuple(info.input_shape)}); models that read "
+        f"{info.kind}: {fitting or 'none registered'}."
+    )
 
 
 def names():
@@ -130,6 +177,7 @@ def for_data(name, info, **kwargs):
     >>> keras_kd.models.for_data("mlp", info).output_shape
     (None, 10)
     """
+    check_fits(name, info)
     if info.vocabulary_size:
         kwargs.setdefault("vocabulary_size", info.vocabulary_size)
     return get(name, info.input_shape, info.num_classes, **kwargs)
