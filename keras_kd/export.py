@@ -8,18 +8,35 @@ that looks finished.
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 
 import keras
+
+from keras_kd import processes
+
+_STAGING = ".staging-"
+# A staging folder's name: its writer's host and process id, then mkdtemp's suffix.
+_STAGING_NAME = re.compile(r"^\.staging-(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
+# Staging folders named before they named their writer are removed after this.
+_UNNAMED_STAGING_AGE_S = 3600.0
 
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
-    """Yields a temporary path that replaces `path` when the block succeeds."""
+    """Yields a temporary path that replaces `path` when the block succeeds.
+
+    The temporary path lies in a staging folder beside `path`, named by the
+    writing process; a killed writer's staging folders are removed by the
+    next write into the same folder.
+    """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+    remove_stale_staging(parent)
+    staging = tempfile.mkdtemp(
+        prefix=f"{_STAGING}{processes.this_host()}-{os.getpid()}-", dir=parent)
     try:
         staged = os.path.join(staging, "artifact" + suffix)
         yield staged
@@ -28,6 +45,27 @@ def atomic_path(path, suffix=""):
         os.replace(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_staging(folder):
+    """Removes the staging folders in `folder` whose writer has ended (a killed
+    export, say); those of running writers, or of writers on other hosts, stay."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(_STAGING)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        match = _STAGING_NAME.match(name)
+        if match:
+            stale = processes.has_ended(match.group("host"), match.group("pid"))
+        else:
+            try:
+                stale = time.time() - os.path.getmtime(path) > _UNNAMED_STAGING_AGE_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_text(text, path):
@@ -96,6 +134,16 @@ def reads_text(model, vectorizer):
     """
     texts = keras.Input(shape=(), dtype="string", name="text")
     return keras.Model(texts, model(vectorizer(texts)), name=f"{model.name}_on_text")
+
+
+def reads_strings(path):
+    """Whether the SavedModel at `path` takes strings (a text run's student,
+    its vectorizer inside: see `export_student`)."""
+    import tensorflow as tf
+
+    endpoint = getattr(tf.saved_model.load(path), _serving_endpoint(path), None)
+    signature = getattr(endpoint, "input_signature", None) or ()
+    return any(spec.dtype == tf.string for spec in tf.nest.flatten(signature))
 
 
 def is_saved_model(path):

@@ -58,3 +58,26 @@ def test_the_keras_internals_we_use_are_those_of_the_tested_keras():
 
     for name in ("_maybe_symbolic_build", "_make_function", "make_train_function"):
         assert hasattr(trainer.TensorFlowTrainer, name), name
+
+
+def test_a_killed_writers_staging_folders_are_removed_by_the_next_write(tmp_path):
+    import multiprocessing
+    import os
+
+    from keras_kd import export
+
+    def leave_staging(folder):
+        with export.atomic_path(os.path.join(folder, "model")) as staged:
+            os.makedirs(staged)
+            os._exit(0)  # killed in the middle of an export
+
+    context = multiprocessing.get_context("fork")
+    writer = context.Process(target=leave_staging, args=(str(tmp_path),))
+    writer.start()
+    writer.join()
+    left = [name for name in os.listdir(tmp_path) if name.startswith(".staging-")]
+    assert len(left) == 1 and f"-{writer.pid}-" in left[0]
+    running = tmp_path / f".staging-{export.processes.this_host()}-{os.getpid()}-abcd1234"
+    running.mkdir()  # a writer that still runs (this one): kept
+    export.write_text("done", str(tmp_path / "report.md"))
+    assert sorted(os.listdir(tmp_path)) == [running.name, "report.md"]

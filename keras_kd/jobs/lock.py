@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 
+from keras_kd import processes
+
 LOCK_NAME = ".lock"
 
 
@@ -107,12 +109,6 @@ def _age(path):
 
 def _is_gone(holder):
     """Whether the lock's holder has ended (only knowable for a process on this host)."""
-    if not holder or holder.get("host") != socket.gethostname():
-        return not holder
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
+    if not holder:
         return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
-    return False
+    return processes.has_ended(holder.get("host"), holder.get("pid"))
