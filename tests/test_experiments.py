@@ -198,3 +198,32 @@ def test_a_sweep_reruns_results_of_other_settings_and_damaged_ones(tmp_path):
     assert "computed from other settings, data or code (key 'v1-a', now 'v2-a')" in lines[0]
     rows, missing = experiments.finished_rows(runs, output_dir, key=lambda c: f"v1-{c}")
     assert rows == [] and missing == ["x=0,seed=0", "x=1,seed=0"]
+
+
+@pytest.mark.slow  # computed runs end in clear_session and gc.collect
+def test_edited_incomplete_or_unsealed_results_are_run_again_never_served(tmp_path):
+    calls, lines, reuse_dir = [], [], str(tmp_path / "by_key")
+    runs, output_dir = _runs(["a", "b", "c"]), str(tmp_path / "sweep")
+    sweep = dict(key=lambda c: f"k-{c}", reuse_dir=reuse_dir, plot=True, tables=True)
+    experiments.run_sweep(runs, output_dir, _keyed_job(calls), log=lambda _: None, **sweep)
+    kept = [tmp_path / "sweep" / "runs" / run.run_id / "result.json" for run in runs]
+    edited = json.loads(kept[0].read_text())
+    edited["metrics"]["test_agreement"] = 1.0  # a better number, typed in
+    kept[0].write_text(json.dumps(edited))
+    emptied = json.loads(kept[1].read_text())
+    emptied["metrics"] = {}
+    kept[1].write_text(json.dumps(emptied))
+    unsealed = json.loads(kept[2].read_text())
+    del unsealed["digest"]
+    kept[2].write_text(json.dumps(unsealed))
+    # The copies kept by key are damaged alike, so nothing is served from there either.
+    for run, path in zip(runs, kept):
+        (tmp_path / "by_key" / f"k-{run.config}.json").write_text(path.read_text())
+    rows = experiments.run_sweep(runs, output_dir, _keyed_job(calls), log=lines.append, **sweep)
+    assert calls == ["a", "b", "c", "a", "b", "c"]
+    problems = [line for line in lines if line.endswith("running it again")]
+    assert len(problems) == 3 and "edited or damaged" in problems[0]
+    assert "its metrics lack ['test_agreement'" in problems[1]
+    assert "has no digest" in problems[2]
+    assert rows[0]["metrics"]["test_agreement"] != 1.0
+    assert all(experiments.results.row_problem(row) is None for row in rows)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from keras_kd import digests
 from keras_kd import export
 
 # (metric, column title) of the summary table, in order.
@@ -32,6 +33,47 @@ SUMMARY_COLUMNS = (
     ("test_linear_cka", "test CKA"),
     ("distill_distillation_loss", "distill loss"),
 )
+
+
+# What every row of a finished distill run holds, and its tables and plots read.
+ROW_FIELDS = ("experiment", "run_id", "settings", "metrics", "config", "wall_s")
+REQUIRED_METRICS = ("test_agreement", "test_predictive_kl", "test_student_accuracy",
+                    "train_agreement")
+
+
+def sealed(row):
+    """`row` with `digest`, a digest of the rest of its content, so an edited
+    or damaged copy of it is found (`row_problem`)."""
+    content = {name: value for name, value in row.items() if name != "digest"}
+    return {**content, "digest": digests.json_digest(content, length=16)}
+
+
+def row_problem(row):
+    """Why a stored result row cannot be trusted (a sentence), or `None`.
+
+    A row is trusted when it has every field and metric a finished run's row
+    has, and its `digest` still matches its content (see `sealed`).
+
+    >>> row_problem(sealed({"experiment": "e", "run_id": "r", "settings": {}, "config": {},
+    ...                     "wall_s": 1.0, "metrics": dict.fromkeys(REQUIRED_METRICS, 0.5)}))
+    >>> row_problem({"metrics": {}})
+    "it lacks ['config', 'experiment', 'run_id', 'settings', 'wall_s']"
+    """
+    if not isinstance(row, dict):
+        return f"it is a {type(row).__name__}, not a result row"
+    missing = sorted(set(ROW_FIELDS) - set(row))
+    if missing:
+        return f"it lacks {missing}"
+    if not isinstance(row["metrics"], dict) or not isinstance(row["config"], dict):
+        return "its metrics or config are not mappings"
+    missing = [name for name in REQUIRED_METRICS if name not in row["metrics"]]
+    if missing:
+        return f"its metrics lack {missing}"
+    if "digest" not in row:
+        return "it has no digest (written before results were sealed)"
+    if sealed(row)["digest"] != row["digest"]:
+        return "its content does not match its digest: it was edited or damaged"
+    return None
 
 
 def result_row(experiment, run_id, settings, report, wall_s):

@@ -204,9 +204,10 @@ def stored_row(path, key=None):
     """`(row, problem)`: the result row kept at `path`, if it can be trusted.
 
     `row` is `None` when there is no file (`problem` is then `None` too), or
-    when the file is unreadable or, given a `key`, was recorded under another
-    key: `problem` then says which, so the run is done again instead of being
-    trusted.
+    when the file is unreadable, incomplete, edited or damaged (its digest,
+    `keras_kd.experiments.results.row_problem`) or, given a `key`, was
+    recorded under another key: `problem` then says which, so the run is done
+    again instead of being trusted.
     """
     if not os.path.exists(path):
         return None, None
@@ -215,8 +216,9 @@ def stored_row(path, key=None):
             row = json.load(f)
     except (OSError, ValueError) as error:
         return None, f"its result {path} is unreadable ({error})"
-    if not isinstance(row, dict) or "metrics" not in row:
-        return None, f"its result {path} is not a result row"
+    problem = results_lib.row_problem(row)
+    if problem:
+        return None, f"its result {path} cannot be trusted: {problem}"
     if key is not None and row.get("key") != key:
         return None, (f"its result was computed from other settings, data or code "
                       f"(key {row.get('key')!r}, now {key!r})")
@@ -294,6 +296,7 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
             row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
             if run_key is not None:
                 row["key"] = run_key
+            row = results_lib.sealed(row)
             export.write_json(row, path)
             if reuse_dir:
                 export.write_json(row, reuse_path(reuse_dir, run_key))
@@ -316,7 +319,7 @@ def _reused_row(reuse_dir, key, experiment, run):
     row, _ = stored_row(reuse_path(reuse_dir, key), key)
     if row is None:
         return None
-    return {
+    return results_lib.sealed({
         **row, "experiment": experiment, "run_id": run.run_id, "settings": dict(run.settings),
         "reused_from": row.get("reused_from") or row["config"].get("output_dir"),
-    }
+    })
