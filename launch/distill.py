@@ -8,7 +8,6 @@ writes the fidelity report, and exports the student:
 Every flag is a setting of `keras_kd.jobs.DistillConfig`.
 """
 
-from absl import app
 
 from keras_kd import evaluation
 from keras_kd import jobs
@@ -41,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    config_flags.run(main)

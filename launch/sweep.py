@@ -88,6 +88,8 @@ config_flags.define_config_flags(jobs.DistillConfig)
 
 # What a grid may not vary: each run has its own seed (--seeds) and folder.
 _FIXED = ("seed", "output_dir")
+# What chooses the folders a sweep writes (it sets each run's --output_dir itself).
+_FOLDER_FLAGS = "--experiments_dir, --saved_models_dir"
 
 
 def available_experiments():
@@ -152,12 +154,22 @@ def parse_grid(text):
 
 def planned_runs(output_dir):
     """The sweep's `Run`s, from the base config the flags make and the grids."""
+    if FLAGS["output_dir"].present:
+        raise app.UsageError(
+            "--output_dir is set by the sweep for each run (<experiments_dir>/<experiment>/"
+            "runs/<run id>); choose the sweep's folder with --experiments_dir.")
+    if FLAGS["seed"].present:
+        raise app.UsageError("--seed is set by the sweep for each run; pass --seeds=0,1,2.")
     base = config_flags.config_from_flags(jobs.DistillConfig)
     grids = [parse_grid(text) for text in FLAGS.grid]
     try:
         seeds = [int(seed) for seed in FLAGS.seeds]
     except ValueError:
-        raise app.UsageError(f"--seeds must be integers; got {FLAGS.seeds}.")
+        raise app.UsageError(f"--seeds must be integers; got {','.join(FLAGS.seeds)}.")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise app.UsageError(
+            f"--seeds={','.join(FLAGS.seeds)} repeats {repeated}; each seed runs once.")
     try:
         return experiments.grid_runs(base, grids, seeds, output_dir, scale=FLAGS.scale)
     except ValueError as error:
@@ -216,7 +228,8 @@ def ensure_generators(runs, verbose):
         epochs = 1 if FLAGS.scale == "smoke" else FLAGS.gan_epochs
         if epochs:
             gan_config = config_lib.override(gan_config, {"epochs": epochs})
-        config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose)
+        config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose,
+                                 folder_flags=_FOLDER_FLAGS)
 
 
 def run_status(run, output_dir, reuse_dir):
@@ -271,6 +284,7 @@ def main(argv):
         lambda config: jobs.distill.run(config, verbose=config_flags.verbosity()),
         experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
         tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
+        folder_flags=_FOLDER_FLAGS,
     )
     if FLAGS.shard:
         print(f"shard {FLAGS.shard}: {len(rows)} runs finished in {output_dir}/runs; once "
@@ -297,4 +311,4 @@ def merge(runs, output_dir, description):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    config_flags.run(main, flags_parser=parse_flags)

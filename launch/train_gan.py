@@ -16,7 +16,6 @@ the teacher's training settings, as in launch.distill; the GAN has its own
 
 import json
 
-from absl import app
 
 from keras_kd import jobs
 
@@ -39,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    config_flags.run(main)

@@ -8,16 +8,14 @@ uses for its teacher (`--teacher_arch`, `--teacher_epochs`, ...; `--arch` and
 `--epochs` are kept as aliases), so both apps find the same members.
 """
 
-from absl import app
-from absl import flags
 
 from keras_kd import jobs
 
 from launch import config_flags
 
 config_flags.define_config_flags(jobs.TeachersConfig)
-flags.DEFINE_alias("arch", "teacher_arch")
-flags.DEFINE_alias("epochs", "teacher_epochs")
+config_flags.define_alias("arch", "teacher_arch")
+config_flags.define_alias("epochs", "teacher_epochs")
 
 
 def main(argv):
@@ -37,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    config_flags.run(main)

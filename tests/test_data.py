@@ -200,3 +200,13 @@ def test_integers_beyond_eight_bits_are_read_as_they_are_in_every_split(tmp_path
     # The test split goes up to 460, so neither split is scaled.
     np.testing.assert_array_equal(x_train.numpy(), counts)
     np.testing.assert_array_equal(x_test.numpy(), counts[:6] * 20)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"y_train": np.zeros(12, int), "y_test": np.zeros(6, int)}, "every label is 0"),
+    ({"y_train": np.zeros(12, int), "y_test": np.zeros(6, int), "num_classes": np.array(1)},
+     "num_classes is 1"),
+])
+def test_a_single_class_dataset_is_refused(tmp_path, overrides, message):
+    with pytest.raises(keras_kd.data.DatasetError, match=f"at least 2 classes; {message}"):
+        keras_kd.data.load(_write_npz(tmp_path / "one.npz", **overrides))

@@ -183,11 +183,21 @@ def test_train_teachers_saves_members_with_metrics(tmp_path):
         ("--mixup_portion=2", "mixup_portion"),
         ("--student_init=interpolate:0.5", "needs a one-member teacher of the student's architecture"),
         ("--student_init=warm", "Unknown student_init 'warm'"),
+        ("--policy=noise --noise_std=inf", "noise_std must be a finite number; got inf"),
+        ("--policy=mixup --mixup_alpha=inf", "mixup_alpha must be a finite number; got inf"),
+        ("--lr=inf", "lr must be a finite number; got inf"),
+        ("--teacher_lr=inf", "teacher_lr must be a finite number; got inf"),
+        ("--weight_decay=inf", "weight_decay must be a finite number; got inf"),
+        ("--temperature=inf", "temperature must be a finite number; got inf"),
+        ("--seed=-1", "flag --seed=-1: -1 is not an integer in the range [0, 2147483647]"),
+        ("--student_arch=lstm", "student_arch='lstm' reads tokens, but dataset 'digits' holds "
+                                "images"),
+        ("--teacher_arch=mnist1d_cnn", "teacher_arch='mnist1d_cnn' reads signals"),
     ],
 )
 def test_bad_flags_fail_before_training(tmp_path, flag, message):
     saved = tmp_path / "saved"
-    result = _run("distill", flag, f"--saved_models_dir={saved}", check=False)
+    result = _run("distill", *flag.split(), f"--saved_models_dir={saved}", check=False)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr  # a usage error, not a crash
@@ -216,6 +226,65 @@ def test_helpfull_documents_the_flags():
                  "--synthetic_temperature", "--generator", "--teacher_cache", "--cached_views",
                  "--cache_dir", "--student_init", "--student_init_from"):
         assert flag in out
+
+
+@pytest.mark.parametrize("app", ["distill", "sweep", "train_teachers", "train_gan", "evaluate"])
+def test_help_lists_the_apps_own_flags_first(app):
+    short = _run(app, "--help", check=False).stdout
+    assert f"launch/{app}.py:" in short and "--verbose" in short or app == "evaluate"
+    assert "--dataset" in short
+    full = _run(app, "--helpfull", check=False).stdout
+    assert full.index(f"launch/{app}.py:") < full.index("absl.app:")
+
+
+def test_usage_errors_come_first_and_say_what_applies_to_the_app(tmp_path):
+    saved = f"--saved_models_dir={tmp_path}"
+    for args, message in [
+        (["--seeds=0,0"], "error: --seeds=0,0 repeats [0]; each seed runs once."),
+        ([f"--output_dir={tmp_path}/run"], "error: --output_dir is set by the sweep for each "
+                                            "run"),
+        (["--seed=3"], "error: --seed is set by the sweep for each run; pass --seeds=0,1,2."),
+    ]:
+        result = _run("sweep", "--experiment=self_distillation", "--dry_run", saved, *args,
+                      check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if not line.startswith(("WARNING",
+                                                                                    "I0000"))]
+        # The error, then where the help is: no page of help before it.
+        assert len(lines) == 2 and lines[0].startswith(message)
+        assert lines[1] == "Run `python -m launch.sweep --helpshort` for the flags."
+    # A folder problem names the flags that choose folders in a sweep.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = _run("sweep", f"--flagfile={_tiny_sweep(tmp_path)}",
+                  f"--saved_models_dir={blocker}/saved", check=False)
+    assert "Cannot write to" in result.stderr
+    assert "Folders are chosen by --experiments_dir, --saved_models_dir." in result.stderr
+
+
+def _tiny_sweep(tmp_path):
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text("\n".join([*TINY, "--grid=members=1", "--seeds=0"]))
+    return flagfile
+
+
+def test_an_alias_and_its_flag_together_are_refused(tmp_path):
+    result = _run("train_teachers", "--arch=mlp", "--teacher_arch=cnn",
+                  f"--output_dir={tmp_path}", check=False)
+    assert result.returncode == 1
+    assert "error: --arch is another name for --teacher_arch; pass one of them, not both." \
+        in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_single_class_dataset_is_a_usage_error(tmp_path):
+    path = tmp_path / "one.npz"
+    np.savez(path, x_train=np.zeros((8, 4)), y_train=np.zeros(8, int), x_test=np.zeros((4, 4)),
+             y_test=np.zeros(4, int))
+    result = _run("distill", *TINY, f"--dataset=npz:{path}", f"--saved_models_dir={tmp_path}",
+                  check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "a classifier needs at least 2 classes; every label is 0." in result.stderr
 
 
 def test_distill_on_synthetic_inputs_from_a_generator_file(tmp_path):

@@ -297,6 +297,13 @@ def _as_float(*inputs):
 def _class_count(name, y_train, y_test, num_classes):
     """The class count: `num_classes`, or the labels', when they leave no doubt."""
     largest = int(max(y_train.max(), y_test.max()))
+    count = num_classes if num_classes is not None else largest + 1
+    if count < 2:
+        raise DatasetError(
+            f"Dataset {name!r}: a classifier needs at least 2 classes; "
+            + (f"num_classes is {num_classes}." if num_classes is not None else
+               f"every label is {largest}.")
+        )
     if num_classes is not None:
         if largest >= num_classes:
             raise DatasetError(

@@ -28,10 +28,12 @@ from keras_kd.jobs.configs import Teacher
 from keras_kd.jobs.configs import TeachersConfig
 from keras_kd.jobs.configs import Training
 from keras_kd.jobs.outline import ConfigError
+from keras_kd.jobs.outline import FolderError
 
 __all__ = [
     "Cache",
     "ConfigError",
+    "FolderError",
     "Data",
     "DistillConfig",
     "Distillation",

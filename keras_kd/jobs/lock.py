@@ -72,7 +72,7 @@ class FolderLock:
         raise FolderInUseError(
             f"{self.folder!r} is in use by {holder.get('what', 'another run')}: process "
             f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}. "
-            "Wait for it to finish, or write elsewhere (--output_dir). If that process is "
+            "Wait for it to finish, or write elsewhere. If that process is "
             f"gone for good, delete {self.path!r}."
         )
 

@@ -54,6 +54,10 @@ class ConfigError(ValueError):
     folder that cannot be written), found before any training."""
 
 
+class FolderError(ConfigError):
+    """A folder a job must write to that cannot be written."""
+
+
 def check_models_fit(info, **architectures):
     """Raises a `ConfigError` when a model does not read the dataset's kind of
     input, naming its flag (`student_arch="lstm"` on images, say)."""
@@ -65,15 +69,15 @@ def check_models_fit(info, **architectures):
 
 
 def check_writable(folder):
-    """Raises a `ConfigError` unless files can be written in `folder` (made if missing)."""
+    """Raises a `FolderError` unless files can be written in `folder` (made if missing)."""
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise ConfigError(
+        raise FolderError(
             f"Cannot write to {folder!r} ({error.strerror or error}); choose another "
-            "folder (--output_dir, --saved_models_dir) or fix its permissions."
+            "folder or fix its permissions."
         ) from None
 
 
