@@ -43,13 +43,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     later, and at the latest at the epoch's end, before a backup is written.
 
     Args:
-        context: a sentence added to the error (where the last good
-            backup is, say).
+        context: a sentence added to the error (what stopped, say).
+        backup_dir: the fit's backup folder, if it has one: the error then
+            says which epoch its last good backup holds, or that no epoch
+            finished, so there is none.
     """
 
-    def __init__(self, context=""):
+    def __init__(self, context="", backup_dir=None):
         super().__init__()
         self.context = context
+        self.backup_dir = backup_dir
         self._epoch = 0
         # Keras then runs on_train_batch_end off the training thread, and
         # steps need not wait for their logs to reach the host.
@@ -71,7 +74,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"Non-finite loss at epoch {self._epoch + 1}, step {batch + 1} "
             f"(the logs are means over the epoch so far): {described}."
         )
-        raise NonFiniteLossError(f"{message} {self.context}".strip())
+        raise NonFiniteLossError(" ".join(filter(None, (message, self.context,
+                                                        self._backup_sentence()))))
+
+    def _backup_sentence(self):
+        if self.backup_dir is None:
+            return ""
+        epochs = BackupAndRestore.completed_epochs(self.backup_dir)
+        if not epochs:
+            return "No epoch had finished, so there is no backup to resume from."
+        return f"Its last good backup, after epoch {epochs}, is in {self.backup_dir!r}."
 
 
 class FidelityCallback(keras.callbacks.Callback):

@@ -399,6 +399,9 @@ def _finite_checks(batch, teacher_logits, student_logits, where, step=None):
     """
     parts = [("the batch's inputs", tensor) for tensor in tf.nest.flatten(batch.x)
              if tensor.dtype.is_floating]
+    parts += [("the batch's " + name.replace("_", " ") + "s", getattr(batch, name))
+              for name in ("sample_weight", "temperature")
+              if getattr(batch, name) is not None and getattr(batch, name).dtype.is_floating]
     parts += [("the teacher's logits", teacher_logits), ("the student's logits", student_logits)]
     finite = tf.constant(True)
     checks = []
@@ -431,9 +434,16 @@ def _non_finite_as_error():
         message = found.group(1).replace("keras_kd: n", "N").replace("\\'", "'")
         if found.group(2):
             message += f" {found.group(2)}"
-        raise callbacks.NonFiniteInputError(
-            f"{message}. Check the data: a distillation loss of non-finite values means nothing."
-        ) from None
+        raise callbacks.NonFiniteInputError(f"{message}. {_likely_cause(message)}") from None
+
+
+def _likely_cause(message):
+    if "the student's logits" in message:
+        return ("The student's weights overflowed, or its inputs did (is the learning rate "
+                "too large?).")
+    if "the teacher's logits" in message:
+        return "Check the teacher (or the teacher logits the batches carry)."
+    return "Check the data: a loss of non-finite values means nothing."
 
 
 def _look_like_probabilities(outputs):

@@ -120,9 +120,7 @@ def fit_callbacks(backup_dir, name):
     if backup_dir is None:
         return [callbacks_lib.StopOnNonFiniteLoss(f"Training {name} stopped.")]
     return [
-        callbacks_lib.StopOnNonFiniteLoss(
-            f"Training {name} stopped; its last good backup is in {backup_dir!r}."
-        ),
+        callbacks_lib.StopOnNonFiniteLoss(f"Training {name} stopped.", backup_dir=backup_dir),
         backup.BackupAndRestore(backup_dir, delete_on_end=False),
     ]
 

@@ -499,3 +499,20 @@ def test_under_xla_non_finite_inputs_log_a_nan_loss_not_a_finite_one(rng):
     with pytest.raises(keras_kd.callbacks.NonFiniteLossError):
         distiller.fit(x, y, batch_size=8, verbose=0,
                       callbacks=[keras_kd.callbacks.StopOnNonFiniteLoss()])
+
+
+def test_non_finite_sample_weights_and_overflowing_weights_are_named(rng):
+    x, y = _data(rng)
+    weight = np.ones(32, "float32")
+    weight[20] = np.nan
+    distiller = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), alpha=0.5)
+    distiller.compile(optimizer="sgd")
+    with pytest.raises(keras_kd.callbacks.NonFiniteInputError,
+                       match="in the batch's sample weights, training step 3. Check the data"):
+        distiller.fit(x, y, sample_weight=weight, batch_size=8, shuffle=False, verbose=0)
+    exploding = keras_kd.Distiller(teacher=_dense_model(1), student=_dense_model(2), alpha=0.5)
+    exploding.compile(optimizer=keras.optimizers.SGD(learning_rate=1e38))
+    with pytest.raises(keras_kd.callbacks.NonFiniteInputError,
+                       match=r"in the student's logits, training step \d+\. The student's "
+                             r"weights overflowed"):
+        exploding.fit(x * 1e3, y, batch_size=8, epochs=5, verbose=0)

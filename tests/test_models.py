@@ -71,3 +71,23 @@ def test_penultimate_features_feed_the_logits_layer():
     assert keras_kd.models.penultimate(ensemble)(x).shape == (5, 64 + 8)
     with pytest.raises(ValueError, match="functional Keras model"):
         keras_kd.models.penultimate(keras.layers.Dense(3))
+
+
+@pytest.mark.parametrize("input_shape, kind", [((4,), "features"), ((8, 8, 1), "images"),
+                                               ((8, 8, 3), "images")])
+def test_mnist1d_cnn_on_anything_but_signals_is_refused_by_name(input_shape, kind):
+    info = keras_kd.data.DatasetInfo("npz:x.npz", 3, input_shape, 10, 5)
+    with pytest.raises(ValueError, match=rf"teacher_arch='mnist1d_cnn' reads signals, but "
+                       rf"dataset 'npz:x.npz' holds {kind}"):
+        keras_kd.models.check_fits("mnist1d_cnn", info, role="teacher_arch")
+    keras_kd.models.check_fits("mlp", info)  # an MLP reads any numeric input
+
+
+def test_a_registered_model_without_declared_inputs_is_left_to_its_builder():
+    keras_kd.models.register("anything", lambda shape, classes: None)
+    try:
+        info = keras_kd.data.DatasetInfo("texts", 2, (5,), 2, 2, vocabulary_size=9)
+        keras_kd.models.check_fits("anything", info)
+        assert keras_kd.models.inputs_read("anything") is None
+    finally:
+        keras_kd.models.unregister("anything")
