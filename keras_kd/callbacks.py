@@ -7,6 +7,7 @@ is exported here too, beside the other callbacks a fit takes.
 import dataclasses
 import math
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -146,6 +147,7 @@ class FidelityCallback(keras.callbacks.Callback):
         self._writer = None
         self._measure = None
         self._fidelity = fidelity_lib.Fidelity(calibration=False)
+        self.seconds = 0.0  # spent measuring, for a job's timing
 
     def _models(self):
         teacher = self.teacher if self.teacher is not None else getattr(
@@ -196,7 +198,9 @@ class FidelityCallback(keras.callbacks.Callback):
         last = self.params.get("epochs") if self.params else None
         if (epoch + 1) % self.every and epoch + 1 != last:
             return
+        started = time.perf_counter()
         results = self.measure()
+        self.seconds += time.perf_counter() - started
         if logs is not None:
             logs.update({f"{self.name}_{key}": value for key, value in results.items()})
         if self.log_dir:

@@ -81,3 +81,23 @@ def test_mnist1d_zoo_prints_accuracies_beside_the_papers(tmp_path):
     for row in figures["models"].values():
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["train_s"] > 0
         assert row["paper_test_accuracy"] is None  # not the paper's dataset size
+
+
+def test_study_run_benchmark_times_the_bare_loop_the_distiller_and_the_job(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.study_run", "--dataset=mnist1d:num_train=100,num_test=50",
+         f"--data_dir={tmp_path / 'data'}", "--members=1", "--teacher_epochs=1", "--epochs=2",
+         "--teacher_arch=mnist1d_mlp", "--student_arch=mnist1d_mlp", "--repeats=1",
+         f"--saved_models_dir={tmp_path / 'saved'}"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["steps"] == 2 * 2  # 100 signals at batch 64: 2 steps an epoch
+    assert figures["bare_s"] > 0 and figures["distiller_s"] > 0 and figures["job_s"] > 0
+    split = figures["job_split"]
+    assert set(split) == {"startup_s", "teachers_s", "control_s", "distillation_set_s",
+                          "training_steps_s", "fidelity_s", "backups_s", "evaluate_s",
+                          "export_s"}
+    assert all(value >= 0 for value in split.values()) and split["fidelity_s"] > 0
+    assert figures["job_vs_bare"] == pytest.approx(figures["job_s"] / figures["bare_s"], rel=0.01)

@@ -241,6 +241,8 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
         os.remove(history_path)
     os.makedirs(student_backup, exist_ok=True)
     backups = training.fit_callbacks(student_backup, "the student")
+    fidelity = [callbacks_lib.FidelityCallback(run.batched(split), split)
+                for split in ("test", "train")]
     distiller.fit(
         # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
         # finished epochs' batches and sees the rest as they would have been.
@@ -249,8 +251,7 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
         callbacks=[
-            callbacks_lib.FidelityCallback(run.batched("test"), "test"),
-            callbacks_lib.FidelityCallback(run.batched("train"), "train"),
+            *fidelity,
             keras.callbacks.CSVLogger(history_path, append=True),
             *backups,
         ],
@@ -258,6 +259,7 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
         shuffle=False,
     )
     job.timing["backup_s"] = sum(getattr(callback, "seconds", 0.0) for callback in backups)
+    job.timing["fidelity_s"] = sum(callback.seconds for callback in fidelity)
     return initial_epoch, history_path
 
 
