@@ -41,42 +41,64 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
         A dict of floats keyed by `METRIC_NAMES`. Accuracy, calibration and
         NLL cover labeled examples; they are absent for a split without labels.
     """
-    fidelity = fidelity_lib.Fidelity(
-        teacher_metrics=True, num_bins=num_bins, representation=representation,
-        distillation=distillation, nll=True, control=control is not None,
-    )
-    if representation:
-        teacher_model = models.features_and_logits(teacher)
-        student_model = models.features_and_logits(student)
+    measure = _SplitMeasure(teacher, student, num_bins, distillation, representation, control)
+    return measure(dataset)
 
-    def update(data):
+
+class _SplitMeasure:
+    """`fidelity_metrics` for one set of models, over any number of splits.
+
+    The models' features and the traced update are made once and shared by
+    every split whose batches have the same structure, so a report of
+    several splits traces the models once, not once per split.
+    """
+
+    def __init__(self, teacher, student, num_bins, distillation, representation, control):
+        self.teacher, self.student, self.control = teacher, student, control
+        self.representation = representation
+        self.fidelity = fidelity_lib.Fidelity(
+            teacher_metrics=True, num_bins=num_bins, representation=representation,
+            distillation=distillation, nll=True, control=control is not None,
+        )
+        if representation:
+            self.teacher_model = models.features_and_logits(teacher)
+            self.student_model = models.features_and_logits(student)
+        self._traced = {}  # one traced update per batch structure
+
+    def update(self, data):
         batch = batch_lib.unpack(data)
+        control = self.control
         control_logits = None if control is None else control(batch.x, training=False)
-        if not representation:
-            fidelity.update_state(
-                batch, fidelity_lib.teacher_logits(batch, teacher),
-                student(batch.x, training=False), control_logits=control_logits,
+        if not self.representation:
+            self.fidelity.update_state(
+                batch, fidelity_lib.teacher_logits(batch, self.teacher),
+                self.student(batch.x, training=False), control_logits=control_logits,
             )
             return
-        teacher_features, logits = teacher_model(batch.x, training=False)
-        student_features, student_logits = student_model(batch.x, training=False)
-        fidelity.update_state(
-            batch, fidelity_lib.teacher_logits(batch, teacher, computed=logits), student_logits,
-            features=(teacher_features, student_features), control_logits=control_logits,
+        teacher_features, logits = self.teacher_model(batch.x, training=False)
+        student_features, student_logits = self.student_model(batch.x, training=False)
+        self.fidelity.update_state(
+            batch, fidelity_lib.teacher_logits(batch, self.teacher, computed=logits),
+            student_logits, features=(teacher_features, student_features),
+            control_logits=control_logits,
         )
 
-    # One trace per split: the spec leaves the batch size free, so the last,
-    # smaller batch does not retrace.
-    spec = getattr(dataset, "element_spec", None)
-    traced = None
-    for data in dataset:
-        if traced is None and representation:
-            update(data)  # eagerly, so the CKA metric makes its variables here
-            traced = _trace(update, spec)
-            continue
-        traced = traced or _trace(update, spec)
-        traced(data)
-    return fidelity.result()
+    def __call__(self, dataset):
+        self.fidelity.reset_state()
+        # The spec leaves the batch size free, so the last, smaller batch does
+        # not retrace; a spec seen before (another split's) reuses its trace.
+        spec = getattr(dataset, "element_spec", None)
+        key = None if spec is None else repr(spec)
+        for index, data in enumerate(dataset):
+            if self.representation and index == 0:
+                # Eagerly: the CKA metric makes its variables here (and each
+                # split's first batch is measured as it always was).
+                self.update(data)
+                continue
+            if key not in self._traced:
+                self._traced[key] = _trace(self.update, spec)
+            self._traced[key](data)
+        return self.fidelity.result()
 
 
 def accuracy(model, batches):
@@ -133,11 +155,8 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
     Returns:
         `{split_name: {metric_name: value}}`.
     """
-    return {
-        name: fidelity_metrics(teacher, student, dataset, num_bins, distillation,
-                               representation, control)
-        for name, dataset in splits.items()
-    }
+    measure = _SplitMeasure(teacher, student, num_bins, distillation, representation, control)
+    return {name: measure(dataset) for name, dataset in splits.items()}
 
 
 def markdown_table(report, columns=None):
