@@ -87,6 +87,33 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         return f"Its last good backup, after epoch {epochs}, is in {self.backup_dir!r}."
 
 
+# What a FidelityCallback logs: the names `Fidelity(calibration=False)` reports.
+_LOGGED = ("student_accuracy", "agreement", "predictive_kl")
+CURVES = ("log", "all", "every:K")
+
+
+def curve_epochs(schedule, epochs):
+    """The epochs (from 1) a fidelity curve of schedule `schedule` measures,
+    over a fit of `epochs` epochs: `"all"` every epoch, `"log"` epochs 1, 2,
+    4, 8, ... and the last (a point per doubling: the curve's shape at a few
+    percent of the cost), `"every:K"` every K-th and the last.
+
+    >>> curve_epochs("log", 30), curve_epochs("every:10", 25)
+    ([1, 2, 4, 8, 16, 30], [10, 20, 25])
+    """
+    if schedule == "all":
+        return list(range(1, epochs + 1))
+    if schedule == "log":
+        chosen = {2**power for power in range(epochs.bit_length()) if 2**power <= epochs}
+    else:
+        kind, _, step = str(schedule).partition(":")
+        if kind != "every" or not step.isdigit() or int(step) < 1:
+            raise ValueError(f"A fidelity curve is one of {list(CURVES)} (K >= 1); "
+                             f"got {schedule!r}.")
+        chosen = set(range(int(step), epochs + 1, int(step)))
+    return sorted(chosen | {epochs})
+
+
 class FidelityCallback(keras.callbacks.Callback):
     """Logs how closely the student matches its teacher on a split, each epoch.
 
@@ -116,6 +143,11 @@ class FidelityCallback(keras.callbacks.Callback):
             or the fitted model itself.
         log_dir: TensorBoard folder, or `None`.
         every: measure every this many epochs (and after the last).
+        epochs: the epochs (counted from 1) to measure after, instead of
+            `every` (`curve_epochs` makes them; the last is always measured).
+        missing: what the logs hold for this callback's names after an
+            epoch it does not measure (`None`: nothing, so they are absent;
+            a job passes NaN, so a `CSVLogger` keeps the same columns).
 
     Example:
 
@@ -131,10 +163,14 @@ class FidelityCallback(keras.callbacks.Callback):
     2
     """
 
-    def __init__(self, data, name="test", teacher=None, student=None, log_dir=None, every=1):
+    def __init__(self, data, name="test", teacher=None, student=None, log_dir=None, every=1,
+                 epochs=None, missing=None):
         super().__init__()
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}.")
+        self.epochs = None if epochs is None else frozenset(epochs)
+        self.missing = missing
+        self._logged = ()
         if not name or not isinstance(name, str):
             raise ValueError(f"name must be a non-empty string; got {name!r}.")
         self.data = data
@@ -196,11 +232,17 @@ class FidelityCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params.get("epochs") if self.params else None
-        if (epoch + 1) % self.every and epoch + 1 != last:
+        wanted = epoch + 1 in self.epochs if self.epochs is not None else \
+            not (epoch + 1) % self.every
+        if not wanted and epoch + 1 != last:
+            if self.missing is not None and logs is not None:
+                logs.update({f"{self.name}_{key}": self.missing
+                             for key in self._logged or _LOGGED})
             return
         started = time.perf_counter()
         results = self.measure()
         self.seconds += time.perf_counter() - started
+        self._logged = tuple(results)
         if logs is not None:
             logs.update({f"{self.name}_{key}": value for key, value in results.items()})
         if self.log_dir:

@@ -64,3 +64,23 @@ def test_fidelity_of_a_plain_model_against_a_given_teacher(digits):
     with pytest.raises(ValueError, match="needs a teacher"):
         student.fit(x, np.zeros(50, "int32"), epochs=1, verbose=0,
                     callbacks=[keras_kd.callbacks.FidelityCallback([x])])
+
+
+def test_a_curve_measures_the_epochs_it_names_and_fills_the_others(rng):
+    teacher = keras_kd.models.get("mlp", (4,), 3, hidden_units=(8,))
+    student = keras_kd.models.get("mlp", (4,), 3, hidden_units=(4,))
+    distiller = keras_kd.Distiller(teacher=teacher, student=student)
+    distiller.compile("adam")
+    x = rng.random((32, 4)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    epochs = keras_kd.callbacks.curve_epochs("log", 5)
+    assert epochs == [1, 2, 4, 5]
+    callback = keras_kd.callbacks.FidelityCallback([(x, y)], "held_out", epochs=epochs,
+                                                   missing=float("nan"))
+    history = distiller.fit(x, y, epochs=5, verbose=0, callbacks=[callback])
+    measured = history.history["held_out_agreement"]
+    assert [np.isnan(value) for value in measured] == [False, False, True, False, False]
+    assert callback.seconds > 0
+    with pytest.raises(ValueError, match=r"A fidelity curve is one of \['log', 'all', "
+                       r"'every:K'\] \(K >= 1\); got 'every:0'"):
+        keras_kd.callbacks.curve_epochs("every:0", 5)

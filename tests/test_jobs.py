@@ -270,3 +270,18 @@ def test_the_same_npz_by_another_path_keys_the_same_members(tmp_path):
              x_test=rng.random((6, 4)), y_test=np.arange(6) % 3)
     changed = keras_kd.data.load(f"npz:{path}")
     assert jobs.teachers.member_key(spec, changed) not in {key for _, key in keys}
+
+
+@pytest.mark.slow  # two distill runs
+def test_the_fidelity_curve_changes_which_epochs_have_points_and_nothing_else(tmp_path):
+    common = {"saved_models_dir": str(tmp_path), "teacher_arch": "mlp", "student_arch": "mlp",
+              "members": 1, "teacher_epochs": 1, "epochs": 5, "policy": "crop_flip"}
+    reports = {
+        curve: jobs.distill.run(config_lib.build(jobs.DistillConfig, {
+            **common, "fidelity_curve": curve, "output_dir": str(tmp_path / curve)}), verbose=0)
+        for curve in ("all", "log")}
+    assert reports["all"]["splits"] == reports["log"]["splits"]
+    every, sparse = (reports[curve]["history"]["test_agreement"] for curve in ("all", "log"))
+    assert len(every) == len(sparse) == 5 and sparse[2] is None
+    assert [every[k] for k in (0, 1, 3, 4)] == [sparse[k] for k in (0, 1, 3, 4)]
+    assert reports["all"]["history"]["loss"] == reports["log"]["history"]["loss"]

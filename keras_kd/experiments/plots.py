@@ -260,8 +260,11 @@ def fidelity_vs_epochs(rows, path):
                 mean, std = _mean_curve(members, f"{split}_{metric}")
                 if mean is None:
                     continue
+                # Only the measured epochs (a curve may skip some: --fidelity_curve).
                 epochs = np.arange(1, len(mean) + 1)
-                axis.plot(epochs, mean, SPLIT_STYLES[split], color=color,
+                kept = ~np.isnan(mean)
+                epochs, mean, std = epochs[kept], mean[kept], std[kept]
+                axis.plot(epochs, mean, SPLIT_STYLES[split], color=color, marker=".",
                           label=f"{name} ({split})" if axis is axes[0] else None)
                 axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12)
     axes[0].set_ylabel("top-1 agreement")
@@ -269,6 +272,7 @@ def fidelity_vs_epochs(rows, path):
     axes[1].set_yscale("log")
     for axis in axes:
         axis.set_xlabel("epoch")
+        axis.set_xscale("log")  # the default curve doubles its epochs from point to point
         axis.grid(alpha=0.3)
     axes[0].set_title("Fidelity during distillation (solid: test, dashed: train)")
     figure.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

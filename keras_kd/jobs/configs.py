@@ -15,6 +15,7 @@ Example:
 
 import dataclasses
 
+from keras_kd import callbacks as callbacks_lib
 from keras_kd import config as config_lib
 from keras_kd import digests
 from keras_kd import data as data_lib
@@ -282,6 +283,11 @@ class DistillConfig(Config):
     ece_bins: int = setting(
         15, "Equal-width confidence bins of the calibration error (ECE) in the report.", lower=1
     )
+    fidelity_curve: str = setting(
+        "log", "Epochs the per-epoch train and test fidelity curves are measured after: log "
+        "(1, 2, 4, 8, ... and the last, a few percent of training), all (every epoch, "
+        "two passes over both splits per epoch) or every:K (every K-th and the last).",
+    )
     loss_plane: int = setting(
         0, "Grid points per axis of the distillation loss on the plane through the "
         "student's initial and final weights and the teacher's (0: none; needs a "
@@ -289,6 +295,7 @@ class DistillConfig(Config):
     )
 
     def check(self):
+        callbacks_lib.curve_epochs(self.fidelity_curve, self.student.epochs)
         policy = self.distillation_set.resolve(self.data.dataset)
         data_lib.check_cache_request(policy, self.cache.mode, self.cache.cached_views)
         same_weights = self.student.arch == self.teacher.arch and self.teacher.members == 1

@@ -241,7 +241,10 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
         os.remove(history_path)
     os.makedirs(student_backup, exist_ok=True)
     backups = training.fit_callbacks(student_backup, "the student")
-    fidelity = [callbacks_lib.FidelityCallback(run.batched(split), split)
+    # NaN after an epoch left unmeasured keeps the CSV log's columns; read back as None.
+    measured = callbacks_lib.curve_epochs(config.fidelity_curve, config.student.epochs)
+    fidelity = [callbacks_lib.FidelityCallback(run.batched(split), split, epochs=measured,
+                                               missing=float("nan"))
                 for split in ("test", "train")]
     distiller.fit(
         # Each epoch is fixed by (seed, epoch), so a resumed fit skips the

@@ -35,7 +35,7 @@ def read_history(path, epochs):
         names += [name for name in rows[epoch] if name != "epoch" and name not in names]
     history = {
         name: [
-            None if rows[epoch].get(name) in (None, "", "NA") else float(rows[epoch][name])
+            None if rows[epoch].get(name) in (None, "", "NA", "nan") else float(rows[epoch][name])
             for epoch in kept
         ]
         for name in names
