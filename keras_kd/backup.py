@@ -43,6 +43,11 @@ class BackupAndRestore(keras.callbacks.Callback):
         delete_on_end: remove the backup when `fit` ends normally. Keep it
             (`False`) when later work depends on this fit, so a rerun after a
             crash in that work does not train again.
+        every_steps: back up at the end of an epoch only once this many
+            optimizer steps have passed since the last backup (or the start),
+            and after the last epoch; 0 backs up every epoch. Counted in
+            epochs of known length, so every worker of a multi-worker fit
+            backs up the same epochs.
 
     Example:
 
@@ -56,12 +61,16 @@ class BackupAndRestore(keras.callbacks.Callback):
     2
     """
 
-    def __init__(self, backup_dir, delete_on_end=True):
+    def __init__(self, backup_dir, delete_on_end=True, every_steps=0):
         super().__init__()
         if not backup_dir:
             raise ValueError(f"backup_dir must be a folder path; got {backup_dir!r}.")
+        if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 0:
+            raise ValueError(f"every_steps must be an integer >= 0; got {every_steps!r}.")
         self.backup_dir = os.fspath(backup_dir)
         self.delete_on_end = delete_on_end
+        self.every_steps = every_steps
+        self._backed_up_at = 0  # the epochs the last backup completed
         self.seconds = 0.0  # spent writing backups, for a job's timing
 
     @staticmethod
@@ -71,6 +80,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         epochs = self.completed_epochs(self.backup_dir)
+        self._backed_up_at = epochs
         if not epochs:
             return
         if not self.model.built:
@@ -87,7 +97,16 @@ class BackupAndRestore(keras.callbacks.Callback):
             self.model.load_weights(path)
         keras_compat.start_fit_at(self.model, epochs)
 
+    def _due(self, epochs):
+        params = self.params or {}
+        if not self.every_steps or epochs == params.get("epochs") or not params.get("steps"):
+            return True
+        return (epochs - self._backed_up_at) * params["steps"] >= self.every_steps
+
     def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch + 1):
+            return
+        self._backed_up_at = epoch + 1
         started = time.perf_counter()
         variables = getattr(self.model, "backup_variables", None)
         path = _backup_path(self.backup_dir, epoch + 1, state=variables is not None)

@@ -31,6 +31,9 @@ class Runtime(Config):
             bit.
         backup_dir: where training state is backed up at each epoch's end
             and restored from on a rerun (default `<output_dir>/backup`).
+        backup_every_steps: back up after an epoch only once this many
+            optimizer steps have passed since the last backup (and after the
+            last epoch); 0 backs up every epoch.
     """
 
     strategy: str = setting(
@@ -57,6 +60,11 @@ class Runtime(Config):
     backup_dir: str | None = setting(
         None, "Where training is backed up each epoch; rerunning the same command resumes "
         "from it (default <output_dir>/backup).", shapes_result=False,
+    )
+    backup_every_steps: int = setting(
+        1000, "Back up after an epoch once this many steps have passed since the last "
+        "backup, and after the last epoch (0: every epoch); a killed run loses at most "
+        "that many steps.", lower=0, shapes_result=False,
     )
 
     def check(self):

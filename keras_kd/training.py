@@ -115,13 +115,14 @@ class Trainer(multi_worker.MultiWorkerFit, keras.Model):
         return cls(**config)
 
 
-def fit_callbacks(backup_dir, name):
-    """The callbacks of a resumable fit: stop on a NaN loss, back up each epoch."""
+def fit_callbacks(backup_dir, name, every_steps=0):
+    """The callbacks of a resumable fit: stop on a NaN loss, back up at epoch
+    ends (each, or once `every_steps` steps have passed: see `BackupAndRestore`)."""
     if backup_dir is None:
         return [callbacks_lib.StopOnNonFiniteLoss(f"Training {name} stopped.")]
     return [
         callbacks_lib.StopOnNonFiniteLoss(f"Training {name} stopped.", backup_dir=backup_dir),
-        backup.BackupAndRestore(backup_dir, delete_on_end=False),
+        backup.BackupAndRestore(backup_dir, delete_on_end=False, every_steps=every_steps),
     ]
 
 
@@ -197,7 +198,7 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
         epochs=spec.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps,
-        callbacks=fit_callbacks(backup_dir, spec.arch),
+        callbacks=fit_callbacks(backup_dir, spec.arch, runtime.backup_every_steps),
         verbose=verbose,
         shuffle=False,  # every epoch is already shuffled by (seed, epoch)
     )

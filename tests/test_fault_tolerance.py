@@ -22,7 +22,7 @@ from tests.test_launch import _run_name
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--teacher_arch=mlp", "--members=2", "--teacher_epochs=6", "--student_arch=mlp",
          "--epochs=6", "--batch_size=16", "--verbose=2", "--deterministic",
-         "--policy=crop_flip"]
+         "--policy=crop_flip", "--backup_every_steps=0"]  # a backup each epoch, to kill after
 RUN = os.path.join("digits", "distill", _run_name(*FLAGS))
 
 
@@ -306,3 +306,28 @@ def test_a_non_finite_loss_says_whether_a_backup_exists_and_of_which_epoch(rng, 
     with pytest.raises(callbacks.NonFiniteLossError,
                        match=f"Its last good backup, after epoch 1, is in '{backup_dir}'."):
         distiller.fit(x, y, sample_weight=broken, batch_size=16, verbose=0, callbacks=[stop])
+
+
+def test_backups_on_a_step_cadence_keep_the_last_epoch_and_resume_from_theirs(tmp_path):
+    def model():
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        net.compile("sgd", "mse")
+        return net
+
+    class Seen(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append(callbacks.BackupAndRestore.completed_epochs(folder))
+
+    x, y = np.ones((16, 4), "float32"), np.zeros((16, 2), "float32")
+    folder = str(tmp_path / "backup")
+    seen = Seen()
+    backup = callbacks.BackupAndRestore(folder, delete_on_end=False, every_steps=8)
+    model().fit(x, y, batch_size=4, epochs=5, callbacks=[backup, seen], verbose=0)
+    assert seen.epochs == [0, 2, 2, 4, 5]  # 4 steps an epoch: every 2nd epoch, and the last
+    with pytest.raises(ValueError, match="every_steps must be an integer >= 0; got -1"):
+        callbacks.BackupAndRestore(folder, every_steps=-1)

@@ -240,7 +240,8 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
     if initial_epoch == 0 and os.path.exists(history_path):
         os.remove(history_path)
     os.makedirs(student_backup, exist_ok=True)
-    backups = training.fit_callbacks(student_backup, "the student")
+    backups = training.fit_callbacks(student_backup, "the student",
+                                     config.runtime.backup_every_steps)
     # NaN after an epoch left unmeasured keeps the CSV log's columns; read back as None.
     measured = callbacks_lib.curve_epochs(config.fidelity_curve, config.student.epochs)
     fidelity = [callbacks_lib.FidelityCallback(run.batched(split), split, epochs=measured,

@@ -109,7 +109,8 @@ def _train(config, data, job, verbose):
         epochs=settings.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=data_lib.steps_per_epoch(batches, settings.epochs, initial_epoch),
-        callbacks=training.fit_callbacks(gan_backup, "the GAN"),
+        callbacks=training.fit_callbacks(gan_backup, "the GAN",
+                                         config.runtime.backup_every_steps),
         verbose=verbose,
         shuffle=False,
     ).history
