@@ -114,9 +114,9 @@ def run(config, verbose="auto"):
     `distill`: a sample of the distillation set (its first epoch's first
     batches), as many batches as the test split has.
 
-    Training is backed up at each epoch's end; rerunning a killed run resumes
-    it (the teacher member or the student in training continues after its
-    last finished epoch) and, with `runtime.deterministic`, ends with the
+    Training is backed up at epoch ends (`runtime.backup_every_steps`);
+    rerunning a killed run resumes it (the teacher member or the student in
+    training continues after its last backed-up epoch) and, with `runtime.deterministic`, ends with the
     weights of an uninterrupted run. The backups are removed once every file
     is written. Under a multi-worker strategy every worker runs this; the
     chief writes the files, the others write to scratch folders.
