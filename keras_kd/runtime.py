@@ -24,7 +24,12 @@ class Runtime(Config):
         precision: `"float32"`, `"mixed_float16"` (losses and softmax stay in
             float32; the loss is scaled) or `"mixed_bfloat16"`.
         jit_compile: compile each training step with XLA; `None` lets Keras
-            decide (on for GPUs, off on CPUs).
+            decide (on for GPUs, off on CPUs, where benchmarks.distill_throughput
+            measured XLA slower).
+        steps_per_execution: training steps per call of the compiled
+            function (Keras' `steps_per_execution`); 1 by default, as ten
+            gained nothing on a CPU (docs/measurements.md). Callbacks' batch
+            hooks then run once per call; epoch hooks are unchanged.
         deterministic: make TensorFlow's ops deterministic
             (`tf.config.experimental.enable_op_determinism`), so that a
             resumed run ends with the weights of an uninterrupted one, bit for
@@ -52,6 +57,10 @@ class Runtime(Config):
     jit_compile: bool | None = setting(
         None, "Compile training steps with XLA (default: Keras decides; on for GPUs, off "
         "on CPUs).", shapes_result=False,
+    )
+    steps_per_execution: int = setting(
+        1, "Training steps per call of the compiled step (Keras' steps_per_execution).",
+        lower=1, shapes_result=False,
     )
     deterministic: bool = setting(
         False, "Deterministic TensorFlow ops, so a resumed run ends bit for bit as an "
@@ -98,7 +107,7 @@ class Runtime(Config):
                     self.strategy, strategy.num_replicas_in_sync,
                 )
             jit_compile = False
-        return {"jit_compile": jit_compile}
+        return {"jit_compile": jit_compile, "steps_per_execution": self.steps_per_execution}
 
     def resolved_backup_dir(self, output_dir):
         """The backup folder of a job writing to `output_dir`."""

@@ -516,3 +516,16 @@ def test_non_finite_sample_weights_and_overflowing_weights_are_named(rng):
                        match=r"in the student's logits, training step \d+\. The student's "
                              r"weights overflowed"):
         exploding.fit(x * 1e3, y, batch_size=8, epochs=5, verbose=0)
+
+
+def test_several_steps_per_execution_train_the_same_weights(rng):
+    x, y = _data(rng)
+    trained = []
+    for steps in (1, 4):
+        student = _dense_model(2)
+        distiller = keras_kd.Distiller(teacher=_dense_model(1), student=student, alpha=0.5)
+        distiller.compile(optimizer="sgd", steps_per_execution=steps)
+        distiller.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        trained.append(student.get_weights())
+    for a, b in zip(*trained):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
