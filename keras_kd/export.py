@@ -141,8 +141,10 @@ def reads_strings(path):
     its vectorizer inside: see `export_student`)."""
     import tensorflow as tf
 
-    endpoint = getattr(tf.saved_model.load(path), _serving_endpoint(path), None)
-    signature = getattr(endpoint, "input_signature", None) or ()
+    loaded = tf.saved_model.load(path)
+    endpoint = _serving_endpoint(path, loaded)
+    function = getattr(loaded, "serve") if endpoint == "serve" else loaded.signatures[endpoint]
+    signature = getattr(function, "input_signature", None) or function.structured_input_signature
     return any(spec.dtype == tf.string for spec in tf.nest.flatten(signature))
 
 
@@ -170,10 +172,10 @@ def load_model(path):
     )
 
 
-def _serving_endpoint(path):
+def _serving_endpoint(path, loaded=None):
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(path)
+    loaded = loaded if loaded is not None else tf.saved_model.load(path)
     if hasattr(loaded, "serve"):
         return "serve"
     if "serving_default" in loaded.signatures:

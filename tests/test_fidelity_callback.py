@@ -84,3 +84,9 @@ def test_a_curve_measures_the_epochs_it_names_and_fills_the_others(rng):
     with pytest.raises(ValueError, match=r"A fidelity curve is one of \['log', 'all', "
                        r"'every:K'\] \(K >= 1\); got 'every:0'"):
         keras_kd.callbacks.curve_epochs("every:0", 5)
+
+
+def test_curve_epochs_must_be_counted_from_one():
+    with pytest.raises(ValueError, match=r"epochs must be epoch numbers counted from 1; got "
+                       r"\[0, 2\]"):
+        keras_kd.callbacks.FidelityCallback([], epochs=[0, 2])

@@ -285,8 +285,8 @@ class DistillConfig(Config):
     )
     fidelity_curve: str = setting(
         "log", "Epochs the per-epoch train and test fidelity curves are measured after: log "
-        "(1, 2, 4, 8, ... and the last, a few percent of training), all (every epoch, "
-        "two passes over both splits per epoch) or every:K (every K-th and the last).",
+        "(1, 2, 4, 8, ... and the last: a point per doubling), all (every epoch: two passes "
+        "over both splits after each) or every:K (every K-th and the last).",
     )
     loss_plane: int = setting(
         0, "Grid points per axis of the distillation loss on the plane through the "
