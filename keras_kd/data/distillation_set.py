@@ -302,9 +302,8 @@ class _Builder:
 
         batches = epochs_lib.stream(epoch_of_known_length, seed, initial_epoch, epochs)
         total = steps if epochs is None else steps * (epochs - initial_epoch)
-        return batches.apply(tf.data.experimental.assert_cardinality(total)).prefetch(
-            tf.data.AUTOTUNE
-        )
+        return epochs_lib.prefetched(
+            batches.apply(tf.data.experimental.assert_cardinality(total)))
 
     def _batch_seeds(self, epoch_seed):
         """The `[2]` seed of each batch of an epoch, by its index."""
