@@ -2,7 +2,7 @@
 
 Public API: `Distiller`, `Ensemble`, and the modules `metrics`, `losses`,
 `models`, `data`, `distribute`, `runtime`, `callbacks`, `evaluation`, `export`,
-`training`, `initialization`, `loss_surface`, `config`, `jobs`, `experiments`
+`training`, `trace_cache`, `initialization`, `loss_surface`, `config`, `jobs`, `experiments`
 and `gan`.
 """
 
@@ -43,6 +43,7 @@ from keras_kd import models
 from keras_kd import optimizers
 from keras_kd import runtime
 from keras_kd import seeds
+from keras_kd import trace_cache
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.ensemble import Ensemble
@@ -72,5 +73,6 @@ __all__ = [
     "optimizers",
     "runtime",
     "seeds",
+    "trace_cache",
     "training",
 ]

@@ -15,6 +15,7 @@ from tensorflow.core.framework import summary_pb2
 
 from keras_kd import batch as batch_lib
 from keras_kd import fidelity as fidelity_lib
+from keras_kd import trace_cache
 from keras_kd.backup import BackupAndRestore
 
 __all__ = ["BackupAndRestore", "FidelityCallback", "NonFiniteInputError", "NonFiniteLossError",
@@ -114,6 +115,29 @@ def curve_epochs(schedule, epochs):
     return sorted(chosen | {epochs})
 
 
+def _traced_measure(teacher, student):
+    """`(fidelity, teacher_forward, measure)`: a `Fidelity` metric, the
+    teacher's forward pass on inputs, and the metric's update on one
+    `DistillationBatch`, each traced once per batch structure, for any batch
+    size (a split's smaller last batch does not trace again)."""
+    fidelity = fidelity_lib.Fidelity(calibration=False)
+
+    def update(parts):
+        # A batch travels as a dict of its parts: tf.function traces tensors, not dataclasses.
+        batch = batch_lib.DistillationBatch(**parts)
+        fidelity.update_state(batch, batch.teacher_logits, student(batch.x, training=False))
+
+    traced_update = trace_cache.any_batch_size(update)
+    traced_forward = trace_cache.any_batch_size(lambda x: teacher(x, training=False))
+
+    def measure(batch):
+        traced_update({field.name: getattr(batch, field.name)
+                       for field in dataclasses.fields(batch)
+                       if getattr(batch, field.name) is not None})
+
+    return fidelity, traced_forward, measure
+
+
 class FidelityCallback(keras.callbacks.Callback):
     """Logs how closely the student matches its teacher on a split, each epoch.
 
@@ -186,7 +210,7 @@ class FidelityCallback(keras.callbacks.Callback):
         self._batches = None
         self._writer = None
         self._measure = None
-        self._fidelity = fidelity_lib.Fidelity(calibration=False)
+        self._fidelity = None
         self.seconds = 0.0  # spent measuring, for a job's timing
 
     def _models(self):
@@ -203,13 +227,14 @@ class FidelityCallback(keras.callbacks.Callback):
             )
         return teacher, student
 
-    def _held_out_batches(self, teacher):
+    def _held_out_batches(self, teacher, teacher_forward):
         """Each batch with its teacher logits, computed once."""
         batches = []
         for data in self.data:
             batch = batch_lib.unpack(data)
+            computed = None if batch.teacher_logits is not None else teacher_forward(batch.x)
             batches.append(dataclasses.replace(
-                batch, teacher_logits=fidelity_lib.teacher_logits(batch, teacher)
+                batch, teacher_logits=fidelity_lib.teacher_logits(batch, teacher, computed)
             ))
         if not batches:
             raise ValueError(f"FidelityCallback({self.name!r}) got no batches.")
@@ -219,19 +244,13 @@ class FidelityCallback(keras.callbacks.Callback):
         """The fidelity of the student now, as a dict of floats."""
         teacher, student = self._models()
         if self._batches is None:
-            self._batches = self._held_out_batches(teacher)
-
-            def measure_batch(*parts):
-                # A batch travels as its parts: tf.function traces tensors, not dataclasses.
-                batch = batch_lib.DistillationBatch(*parts)
-                self._fidelity.update_state(
-                    batch, batch.teacher_logits, student(batch.x, training=False)
-                )
-
-            self._measure = tf.function(measure_batch, reduce_retracing=True)
+            # In a sweep, the kept models of a later run reuse these traces.
+            self._fidelity, teacher_forward, self._measure = trace_cache.kept(
+                ("FidelityCallback", teacher, student), lambda: _traced_measure(teacher, student))
+            self._batches = self._held_out_batches(teacher, teacher_forward)
         self._fidelity.reset_state()
         for batch in self._batches:
-            self._measure(*(getattr(batch, field.name) for field in dataclasses.fields(batch)))
+            self._measure(batch)
         return self._fidelity.result()
 
     def on_epoch_end(self, epoch, logs=None):

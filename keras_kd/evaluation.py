@@ -1,11 +1,13 @@
 """Fidelity reports: how closely a student matches its teacher, split by split."""
 
+import dataclasses
+
 import keras
-import tensorflow as tf
 
 from keras_kd import batch as batch_lib
 from keras_kd import fidelity as fidelity_lib
 from keras_kd import models
+from keras_kd import trace_cache
 
 METRIC_NAMES = fidelity_lib.METRIC_NAMES
 
@@ -48,56 +50,56 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
 class _SplitMeasure:
     """`fidelity_metrics` for one set of models, over any number of splits.
 
-    The models' features and the traced update are made once and shared by
-    every split whose batches have the same structure, so a report of
-    several splits traces the models once, not once per split.
+    Each model's forward pass is traced once, for every split and batch
+    size; the metrics' update once per batch structure (a split with cached
+    teacher logits has another), so a report of several splits traces the
+    models once, not once per split.
     """
 
     def __init__(self, teacher, student, num_bins, distillation, representation, control):
-        self.teacher, self.student, self.control = teacher, student, control
         self.representation = representation
         self.fidelity = fidelity_lib.Fidelity(
             teacher_metrics=True, num_bins=num_bins, representation=representation,
             distillation=distillation, nll=True, control=control is not None,
         )
+        self._forwards, features = {}, {}
+        for role, model in {"teacher": teacher, "student": student, "control": control}.items():
+            if model is not None:
+                wanted = representation and role != "control"
+                # In a sweep, a kept model's forward is traced once, for every report.
+                self._forwards[role], features[role] = trace_cache.kept(
+                    ("forward", model, wanted), lambda: _traced_features(model, wanted))
         if representation:
-            self.teacher_model = models.features_and_logits(teacher)
-            self.student_model = models.features_and_logits(student)
-        self._traced = {}  # one traced update per batch structure
+            self.fidelity.build_representation(features["teacher"], features["student"])
+        self._update = trace_cache.any_batch_size(self._update_state)
 
-    def update(self, data):
-        batch = batch_lib.unpack(data)
-        control = self.control
-        control_logits = None if control is None else control(batch.x, training=False)
-        if not self.representation:
-            self.fidelity.update_state(
-                batch, fidelity_lib.teacher_logits(batch, self.teacher),
-                self.student(batch.x, training=False), control_logits=control_logits,
-            )
-            return
-        teacher_features, logits = self.teacher_model(batch.x, training=False)
-        student_features, student_logits = self.student_model(batch.x, training=False)
+    def _outputs(self, batch):
+        """Each model's outputs on `batch.x` (the teacher's only where needed)."""
+        roles = [role for role in self._forwards if role != "teacher"
+                 or self.representation or batch.teacher_logits is None]
+        return {role: self._forwards[role](batch.x) for role in roles}
+
+    def _update_state(self, parts):
+        batch = batch_lib.DistillationBatch(**parts["batch"])
+        outputs = parts["outputs"]
+        teacher, student = outputs.get("teacher"), outputs["student"]
+        features = None
+        if self.representation:
+            (teacher_features, teacher), (student_features, student) = teacher, student
+            features = (teacher_features, student_features)
         self.fidelity.update_state(
-            batch, fidelity_lib.teacher_logits(batch, self.teacher, computed=logits),
-            student_logits, features=(teacher_features, student_features),
-            control_logits=control_logits,
+            batch, fidelity_lib.teacher_logits(batch, None, computed=teacher), student,
+            features=features, control_logits=outputs.get("control"),
         )
 
     def __call__(self, dataset):
         self.fidelity.reset_state()
-        # The spec leaves the batch size free, so the last, smaller batch does
-        # not retrace; a spec seen before (another split's) reuses its trace.
-        spec = getattr(dataset, "element_spec", None)
-        key = None if spec is None else repr(spec)
-        for index, data in enumerate(dataset):
-            if self.representation and index == 0:
-                # Eagerly: the CKA metric makes its variables here (and each
-                # split's first batch is measured as it always was).
-                self.update(data)
-                continue
-            if key not in self._traced:
-                self._traced[key] = _trace(self.update, spec)
-            self._traced[key](data)
+        for data in dataset:
+            batch = batch_lib.unpack(data)
+            present = {field.name: getattr(batch, field.name)
+                       for field in dataclasses.fields(batch)
+                       if getattr(batch, field.name) is not None}
+            self._update({"batch": present, "outputs": self._outputs(batch)})
         return self.fidelity.result()
 
 
@@ -110,15 +112,26 @@ def accuracy(model, batches):
     True
     """
     metric = keras.metrics.SparseCategoricalAccuracy()
-    for x, y in batches:
-        metric.update_state(y, model(x, training=False))
+    with trace_cache.stand_ins(model) as (model,):
+        # Traced (a sweep's later models of this structure reuse the trace).
+        forward = trace_cache.kept(("accuracy", model), lambda: _traced_forward(model))
+        for x, y in batches:
+            metric.update_state(y, forward(x))
     return float(metric.result())
 
 
-def _trace(function, spec):
-    if spec is None:
-        return tf.function(function, reduce_retracing=True)
-    return tf.function(function, input_signature=(spec,))
+def _traced_forward(model):
+    return trace_cache.any_batch_size(lambda x: model(x, training=False))
+
+
+def _traced_features(model, features):
+    """`(forward, feature_count)`: `model`'s traced forward pass, returning
+    `(penultimate features, logits)` with `features`, else logits (and
+    `None` for the count)."""
+    if not features:
+        return _traced_forward(model), None
+    model = models.features_and_logits(model)
+    return _traced_forward(model), model.outputs[0].shape[-1]
 
 
 def representation_similarity(teacher, student, dataset):
@@ -155,7 +168,11 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
     Returns:
         `{split_name: {metric_name: value}}`.
     """
-    measure = _SplitMeasure(teacher, student, num_bins, distillation, representation, control)
+    # In a sweep, the report of a run of kept models reuses the last run's traces.
+    measure = trace_cache.kept(
+        ("fidelity_report", teacher, student, control, num_bins, representation,
+         None if distillation is None else (distillation.alpha, distillation.temperature)),
+        lambda: _SplitMeasure(teacher, student, num_bins, distillation, representation, control))
     return {name: measure(dataset) for name, dataset in splits.items()}
 
 

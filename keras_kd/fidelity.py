@@ -132,6 +132,12 @@ class Fidelity:
         """The Keras metric objects, named by their result keys."""
         return list(self._metrics.values())
 
+    def build_representation(self, teacher_features, student_features):
+        """Makes `linear_cka`'s variables for the models' feature counts, so
+        that every update can run traced (`metrics.LinearCKA.build_state`)."""
+        if "linear_cka" in self._metrics:
+            self._metrics["linear_cka"].build_state(teacher_features, student_features)
+
     def update_state(self, batch, teacher_logits, student_logits, features=None,
                      control_logits=None):
         """Adds one batch.

@@ -252,7 +252,13 @@ class LinearCKA(keras.metrics.Metric):
         self._direction = "up"
         self._state = None
 
-    def _build_state(self, x_features, y_features):
+    def build_state(self, x_features, y_features):
+        """Makes the metric's variables for `x_features` teacher and
+        `y_features` student features (else the first update does), so that
+        every update, the first too, can run traced."""
+        if self._state is not None:
+            return
+
         def variable(name, shape):
             return self.add_variable(
                 shape=shape, initializer="zeros", dtype="float64", name=name
@@ -277,7 +283,7 @@ class LinearCKA(keras.metrics.Metric):
                     "LinearCKA needs a static feature count; got feature shapes "
                     f"{x.shape} and {y.shape}."
                 )
-            self._build_state(x.shape[-1], y.shape[-1])
+            self.build_state(x.shape[-1], y.shape[-1])
         weights = ops.ones_like(x[:, 0])
         if sample_weight is not None:
             weights = ops.reshape(ops.cast(sample_weight, "float64"), (-1,))

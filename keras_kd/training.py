@@ -12,6 +12,7 @@ from keras_kd import models
 from keras_kd import multi_worker
 from keras_kd import optimizers
 from keras_kd import seeds
+from keras_kd import trace_cache
 from keras_kd.config import Config
 from keras_kd.config import like
 from keras_kd.config import setting
@@ -193,13 +194,15 @@ def train_classifier(spec, data, seed, verbose="auto", runtime=None, backup_dir=
     batches = augmented(batches, training_augmentation(spec.augment, data.info.name),
                         data.info.input_shape, seed, first_step=initial_epoch * steps,
                         kind=data.info.kind)
-    trainer.fit(
-        batches,
-        epochs=spec.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
-        callbacks=fit_callbacks(backup_dir, spec.arch, runtime.backup_every_steps),
-        verbose=verbose,
-        shuffle=False,  # every epoch is already shuffled by (seed, epoch)
-    )
+    # In a sweep, a step traced for an earlier model of this structure trains this one.
+    with trace_cache.stand_in(trainer) as kept:
+        kept.fit(
+            batches,
+            epochs=spec.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=fit_callbacks(backup_dir, spec.arch, runtime.backup_every_steps),
+            verbose=verbose,
+            shuffle=False,  # every epoch is already shuffled by (seed, epoch)
+        )
     return model

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from keras_kd import digests
 from keras_kd import export
+from keras_kd import trace_cache
 
 MODES = ("auto", "memory", "disk", "off")
 _MANIFEST = "manifest.json"
@@ -80,10 +81,13 @@ def static_logits(teacher, split, mode, cache_dir=None, key_parts=None, batch_si
     """
 
     def compute():
-        logits_of = teacher_logits_fn(teacher)
-        return np.concatenate(
-            [logits_of(x).numpy() for x, _ in split.batch(batch_size)], axis=0
-        )
+        # In a sweep, a later teacher of this structure reuses the trace.
+        with trace_cache.stand_ins(teacher) as (kept,):
+            logits_of = trace_cache.kept(("teacher_logits", kept),
+                                         lambda: teacher_logits_fn(kept))
+            return np.concatenate(
+                [logits_of(x).numpy() for x, _ in split.batch(batch_size)], axis=0
+            )
 
     if mode == "memory":
         return compute()

@@ -23,6 +23,7 @@ from keras_kd import initialization
 from keras_kd import loss_surface
 from keras_kd import models
 from keras_kd import seeds
+from keras_kd import trace_cache
 from keras_kd import training
 from keras_kd.distiller import Distiller
 from keras_kd.jobs import configs
@@ -247,21 +248,23 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
     fidelity = [callbacks_lib.FidelityCallback(run.batched(split), split, epochs=measured,
                                                missing=float("nan"))
                 for split in ("test", "train")]
-    distiller.fit(
-        # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
-        # finished epochs' batches and sees the rest as they would have been.
-        distill_set.skip(initial_epoch * steps_per_epoch),
-        epochs=config.student.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[
-            *fidelity,
-            keras.callbacks.CSVLogger(history_path, append=True),
-            *backups,
-        ],
-        verbose=run.verbose,
-        shuffle=False,
-    )
+    # In a sweep, a step traced for an earlier run of this structure trains this one.
+    with trace_cache.stand_in(distiller) as kept:
+        kept.fit(
+            # Each epoch is fixed by (seed, epoch), so a resumed fit skips the
+            # finished epochs' batches and sees the rest as they would have been.
+            distill_set.skip(initial_epoch * steps_per_epoch),
+            epochs=config.student.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[
+                *fidelity,
+                keras.callbacks.CSVLogger(history_path, append=True),
+                *backups,
+            ],
+            verbose=run.verbose,
+            shuffle=False,
+        )
     job.timing["backup_s"] = sum(getattr(callback, "seconds", 0.0) for callback in backups)
     job.timing["fidelity_s"] = sum(callback.seconds for callback in fidelity)
     return initial_epoch, history_path
@@ -276,10 +279,11 @@ def _evaluate(run, teacher, student, control, distill_set):
         "test": run.batched("test"),
         "distill": distill_set.take(test_batches),
     }
-    return evaluation.fidelity_report(
-        teacher, student, splits, num_bins=run.config.ece_bins,
-        distillation=run.config.distillation, representation=True, control=control,
-    )
+    with trace_cache.stand_ins(teacher, student, control) as (teacher, student, control):
+        return evaluation.fidelity_report(
+            teacher, student, splits, num_bins=run.config.ece_bins,
+            distillation=run.config.distillation, representation=True, control=control,
+        )
 
 
 def _report_config(run, distiller):
