@@ -24,6 +24,7 @@ shared experiment folder, without the tables; then `--merge` on any host
 writes the tables and plots of all the runs once every shard is done.
 """
 
+import functools
 import os
 import shlex
 import sys
@@ -73,6 +74,12 @@ flags.DEFINE_bool(
     "reuse", True, "Reuse a finished run's result, from this or any sweep under "
     "--experiments_dir, for a run that computes the same thing (the same settings, data, "
     "GAN and keras_kd version) instead of training it again.",
+)
+flags.DEFINE_string(
+    "workers", "auto",
+    "Runs done at once, each in its own process: a number, or auto (2 on a machine without "
+    "GPUs and with 2 or more cores, where 2 measured 1.7x faster than 1; else 1). Results "
+    "are identical whatever the number.",
 )
 flags.DEFINE_bool(
     "merge", False, "Write the tables and plots of every run from the run folders (after "
@@ -191,6 +198,20 @@ def parse_shard(text):
         ) from None
 
 
+def parse_workers(text):
+    """`--workers`: a positive number, or `auto` (`experiments.auto_workers()`)."""
+    if text == "auto":
+        return experiments.auto_workers()
+    try:
+        workers = int(text)
+        if workers < 1:
+            raise ValueError
+    except ValueError:
+        raise app.UsageError(
+            f"--workers={text!r}: expected a positive number of processes or 'auto'.") from None
+    return workers
+
+
 def command(run):
     """The launch.distill command that does the same run: the base settings,
     then the swept ones, then the seed and the folder."""
@@ -263,6 +284,7 @@ def experiment_description(name):
 def main(argv):
     del argv
     config_flags.configure_logging()
+    workers = parse_workers(FLAGS.workers)
     name = FLAGS.experiment or "sweep"
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name if FLAGS.scale == "study" else f"{name}-{FLAGS.scale}")
@@ -278,12 +300,18 @@ def main(argv):
         for run in runs:
             print(f"{run.run_id}\t{run_status(run, output_dir, reuse_dir)}\t{command(run)}")
         return
+    if workers > 1:
+        experiments.share_cores(workers)  # this process does runs too
     ensure_generators(runs, config_flags.verbosity())
+    verbose = config_flags.verbosity()
+    if workers > 1 and verbose == "auto":
+        verbose = 0  # progress bars of several processes would interleave
     rows = config_flags.run_or_exit(
         experiments.run_sweep, runs, output_dir,
-        lambda config: jobs.distill.run(config, verbose=config_flags.verbosity()),
-        experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
+        functools.partial(jobs.distill.run, verbose=verbose),
+        workers=workers, experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
         tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
+        cost=jobs.DistillConfig.training_epochs,
         folder_flags=_FOLDER_FLAGS,
     )
     if FLAGS.shard:

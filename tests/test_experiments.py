@@ -227,3 +227,57 @@ def test_edited_incomplete_or_unsealed_results_are_run_again_never_served(tmp_pa
     assert "has no digest" in problems[2]
     assert rows[0]["metrics"]["test_agreement"] != 1.0
     assert all(experiments.results.row_problem(row) is None for row in rows)
+
+
+def _tiny_runs(saved_models_dir):
+    import keras_kd
+
+    base = keras_kd.config.build(keras_kd.jobs.DistillConfig, {
+        "teacher_arch": "mlp", "teacher_epochs": 1, "student_arch": "mlp", "epochs": 2,
+        "batch_size": 128, "saved_models_dir": str(saved_models_dir)})
+    return experiments.grid_runs(base, [{"members": [1, 2]}], [0, 1],
+                                 str(saved_models_dir / "sweep"))
+
+
+@pytest.mark.slow
+def test_runs_done_by_two_workers_are_the_runs_done_one_at_a_time(tmp_path):
+    import functools
+
+    import keras_kd
+
+    def sweep(folder, workers):
+        lines = []
+        rows = experiments.run_sweep(
+            _tiny_runs(tmp_path / folder), str(tmp_path / folder / "sweep"),
+            functools.partial(keras_kd.jobs.distill.run, verbose=0), workers=workers,
+            plot=False, key=keras_kd.jobs.distill.result_key,
+            cost=keras_kd.jobs.DistillConfig.training_epochs, log=lines.append)
+        return rows, lines
+
+    one, _ = sweep("one", 1)
+    two, lines = sweep("two", 2)
+    assert len(lines) == 4 and all(" s, student test acc " in line for line in lines)
+    # The rows keep the runs' order, whichever worker ended first.
+    assert [row["run_id"] for row in two] == [row["run_id"] for row in one] == [
+        "members=1,seed=0", "members=1,seed=1", "members=2,seed=0", "members=2,seed=1"]
+    for alone, together in zip(one, two):
+        assert together["metrics"] == alone["metrics"], alone["run_id"]
+        assert together["key"] == alone["key"]
+    with open(tmp_path / "two" / "sweep" / "results.json") as f:
+        assert [row["run_id"] for row in json.load(f)] == [row["run_id"] for row in one]
+
+
+def test_workers_are_checked_before_any_run(tmp_path):
+    runs = [experiments.Run("a", {}, "a")]
+    with pytest.raises(ValueError, match="workers must be a positive integer; got 0"):
+        experiments.run_sweep(runs, str(tmp_path), lambda config: None, workers=0)
+    assert not os.listdir(tmp_path)
+
+
+def test_auto_workers_use_the_cores_of_a_machine_without_gpus(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert experiments.auto_workers() == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert experiments.auto_workers() == 2  # no GPU here: 2 measured faster than 1
+    # Once TensorFlow's runtime runs (it does in this test session), the threads stay.
+    assert experiments.share_cores(2) is False

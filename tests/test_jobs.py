@@ -285,3 +285,23 @@ def test_the_fidelity_curve_changes_which_epochs_have_points_and_nothing_else(tm
     assert len(every) == len(sparse) == 5 and sparse[2] is None
     assert [every[k] for k in (0, 1, 3, 4)] == [sparse[k] for k in (0, 1, 3, 4)]
     assert reports["all"]["history"]["loss"] == reports["log"]["history"]["loss"]
+
+
+def test_a_lock_held_by_a_live_process_is_waited_for_then_taken(tmp_path, caplog):
+    import logging
+    import subprocess
+    import threading
+    import time
+
+    holder = subprocess.Popen(["sleep", "1"])
+    threading.Thread(target=holder.wait).start()  # reaped as it ends: no zombie holds the pid
+    _lock_record(tmp_path / "members", holder.pid)
+    lock = jobs.lock.FolderLock(str(tmp_path / "members"))
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        lock.acquire_when_free(poll_s=0.05)
+    try:
+        assert time.monotonic() - started > 0.5  # it waited for the holder to end
+        assert sum("Waiting" in record.message for record in caplog.records) == 1
+    finally:
+        lock.release()

@@ -123,6 +123,8 @@ def test_an_experiment_on_the_command_line_reads_like_launch_distill():
     (["--grid=members"], "expected 'name=v1,v2;other=v3'"),
     (["--grid=student_init=interpolate:0.5"], "needs a one-member teacher"),
     (["--seeds=a"], "--seeds must be integers"),
+    (["--workers=0"], "--workers='0': expected a positive number of processes or 'auto'"),
+    (["--workers=two"], "--workers='two': expected a positive number"),
 ])
 def test_bad_sweeps_fail_before_any_run(tmp_path, capsys, flags, message):
     with pytest.raises(app.UsageError, match=re.escape(message)):

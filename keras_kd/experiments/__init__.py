@@ -4,7 +4,8 @@ A sweep is a list of `Run`s, usually `grid_runs` of a base configuration over
 grids of settings and seeds; `run_sweep` runs those not finished yet and
 writes `results.csv`, `results.json`, `summary.md` (means ± standard
 deviations over seeds) and PNG plots. `shard` splits the runs across hosts
-and `finished_rows` gathers them back. `launch.sweep` drives it from the
+and `finished_rows` gathers them back; `run_sweep(workers=N)` runs N at once
+(`auto_workers`, `share_cores`). `launch.sweep` drives it from the
 flagfiles in `launch/experiments/`.
 """
 
@@ -15,6 +16,7 @@ from keras_kd.experiments.results import summary_markdown
 from keras_kd.experiments.results import write_results
 from keras_kd.experiments.sweep import SCALES
 from keras_kd.experiments.sweep import Run
+from keras_kd.experiments.sweep import auto_workers
 from keras_kd.experiments.sweep import config_runs
 from keras_kd.experiments.sweep import expand_grids
 from keras_kd.experiments.sweep import finished_rows
@@ -22,10 +24,12 @@ from keras_kd.experiments.sweep import grid_runs
 from keras_kd.experiments.sweep import run_id
 from keras_kd.experiments.sweep import run_sweep
 from keras_kd.experiments.sweep import shard
+from keras_kd.experiments.sweep import share_cores
 
 __all__ = [
     "SCALES",
     "Run",
+    "auto_workers",
     "config_runs",
     "expand_grids",
     "finished_rows",
@@ -34,6 +38,7 @@ __all__ = [
     "run_id",
     "run_sweep",
     "shard",
+    "share_cores",
     "summarize",
     "summary_markdown",
     "write_plots",

@@ -336,6 +336,14 @@ class DistillConfig(Config):
             seed=seeds.derived_seed(self.training.seed, "control"),
         )
 
+    def training_epochs(self):
+        """The epochs of training a run does when it reuses nothing: each
+        teacher member's, the control's and the student's. What a sweep of
+        several workers orders its runs by (`keras_kd.experiments.run_sweep`'s
+        `cost`), so that the last runs to start are the short ones."""
+        return (self.teacher.members * self.teacher_spec().epochs
+                + self.control_spec().epochs + self.student.epochs)
+
     def run_name(self):
         """The default run folder's name: the main settings, readable, then a
         short hash of every setting that shapes the run (`config_hash`), so

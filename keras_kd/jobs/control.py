@@ -7,8 +7,6 @@ whatever they learned, so only the gap above the control is what
 distillation bought.
 """
 
-import keras
-
 from keras_kd.jobs import folders
 from keras_kd.jobs import teachers as teachers_lib
 
@@ -32,5 +30,5 @@ def independent_student(config, data, strategy, verbose="auto", backup_dir=None)
         backup_dir,
     )
     with strategy.scope():
-        model = keras.saving.load_model(record["path"], compile=False)
+        model = teachers_lib.member_model(record["path"])
     return model, {**record, "seed": spec.seed}

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import socket
+import time
 
 from keras_kd import processes
 
@@ -75,6 +76,20 @@ class FolderLock:
             "Wait for it to finish, or write elsewhere. If that process is "
             f"gone for good, delete {self.path!r}."
         )
+
+    def acquire_when_free(self, poll_s=1.0):
+        """Takes the lock, waiting while another live process holds it (a
+        sweep's runs that share teacher members wait for the one training
+        them); logs once whom it waits for."""
+        waited = False
+        while True:
+            try:
+                return self.acquire()
+            except FolderInUseError as error:
+                if not waited:
+                    logging.info("Waiting: %s", error)
+                    waited = True
+                time.sleep(poll_s)
 
     def release(self):
         """Gives the lock up (a no-op if not held)."""

@@ -7,12 +7,15 @@ import logging
 import os
 import zipfile
 
+import tensorflow as tf
+
 from keras_kd import backup
 from keras_kd import data as data_lib
 from keras_kd import digests
 from keras_kd import distribute
 from keras_kd import evaluation
 from keras_kd import export
+from keras_kd import trace_cache
 from keras_kd import training
 from keras_kd.ensemble import Ensemble
 from keras_kd.jobs import folders
@@ -76,8 +79,22 @@ def ensemble(config, data, job, verbose="auto", directory=None, backup_dir=None)
         config.teacher.members, directory, verbose, config.runtime, backup_dir,
     )
     with job.strategy.scope():
-        teacher = Ensemble([member["path"] for member in members])
+        teacher = Ensemble([member_model(member["path"]) for member in members])
     return members, teacher
+
+
+def member_model(path, saved=None):
+    """The member (or control) saved at `path`, for inference: `saved`, the
+    model just saved there, or the file loaded.
+
+    In a sweep (an active `keras_kd.trace_cache`, on one device), a file
+    this process saved or loaded before, unchanged since (the same digest),
+    is not loaded again: members are frozen, so runs share the model.
+    """
+    load = (lambda: saved) if saved is not None else (lambda: export.load_model(path))
+    if trace_cache.active() is None or tf.distribute.has_strategy():
+        return load()
+    return trace_cache.kept(("member", path, digests.file_digest(path)), load)
 
 
 def member_settings(spec, data, precision="float32"):
@@ -134,7 +151,16 @@ def ensemble_members(
     # Two runs must not train the same members at once: the trainer locks the folder.
     training_any = not all(finished) and distribute.is_chief(strategy)
     lock = FolderLock(folder, f"a run training teacher members {spec.arch}-{key}")
-    with lock if training_any else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if training_any and distribute.is_multi_worker(strategy):
+            stack.enter_context(lock)
+        elif training_any:
+            # One process: wait for another run training these members (a
+            # sweep's concurrent runs), then reuse what it finished.
+            lock.acquire_when_free()
+            stack.callback(lock.release)
+            damage = [_damage(path) for path in paths]
+            finished = [problem is None for problem in damage]
         records = _members(spec, data, key, settings, paths, finished, write_folder, verbose,
                            runtime, backup_dir, strategy)
     for record, problem in zip(records, damage):
@@ -168,6 +194,8 @@ def _members(spec, data, key, settings, paths, finished, write_folder, verbose, 
         export.save_keras(model, path)
         record = {"settings": settings, "member": k, "test_accuracy": test_accuracy,
                   "sha256": digests.file_digest(path)}
+        with strategy.scope():
+            member_model(path, saved=model)  # in a sweep, kept for this run and later ones
         export.write_json(record, _record_path(path))
         if member_backup is not None:
             backup.remove_backups(member_backup)
