@@ -15,7 +15,11 @@ a user's run pays them):
   trained by an untimed first run and reused, split into start-up (the
   process's wall time outside the job's own sections: interpreter,
   imports, data, writing the report), teachers, control, distillation set,
-  training steps, per-epoch fidelity, backups, evaluation and export.
+  training steps, per-epoch fidelity, backups, evaluation and export;
+- `sweep_<N>_workers`: `python -m launch.sweep` of `--sweep_runs` such
+  runs (the same teacher and control, one temperature each), done by N
+  processes at once, for each N of `--sweep_workers`; its ratio to `bare`
+  is per run (the sweep's wall time over `--sweep_runs` bare runs).
 
 Each is reported in seconds and as a ratio to `bare`; `*_fit_s` is the
 `fit` alone and `*_step_ms` the mean step after the first epoch (tracing
@@ -57,6 +61,8 @@ flags.DEFINE_integer("epochs", 60, "Student epochs.", lower_bound=2)
 flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("repeats", 3, "Alternating rounds of bare and distiller (medians).",
                      lower_bound=1)
+flags.DEFINE_integer("sweep_runs", 4, "Runs of the timed sweeps (0: no sweep).", lower_bound=0)
+flags.DEFINE_list("sweep_workers", ["1", "2"], "Workers of each timed sweep.")
 flags.DEFINE_enum("case", None, ["bare", "distiller"],
                   "Internal: run this one case in this process and print its timing.")
 flags.DEFINE_string("saved_models_dir", None,
@@ -117,6 +123,21 @@ def _run_job(config):
     wall = time.perf_counter() - started
     with open(os.path.join(config.output.directory, "report.json")) as f:
         return wall, json.load(f)
+
+
+def _run_sweep(config, workers, experiments_dir):
+    """Wall seconds of launch.sweep over `--sweep_runs` temperatures of
+    `config`, in a fresh process with `workers` workers."""
+    base = [flag for flag in config_lib.command_line(config)
+            if not flag.startswith(("--output_dir=", "--temperature="))]
+    temperatures = ",".join(str(2.0 + index) for index in range(FLAGS.sweep_runs))
+    command = [sys.executable, "-m", "launch.sweep", *base, f"--grid=temperature={temperatures}",
+               f"--seeds={config.training.seed}", f"--experiments_dir={experiments_dir}",
+               f"--workers={workers}", "--noplots", "--verbose=0"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return time.perf_counter() - started
 
 
 def _job_split(wall, timing):
@@ -240,6 +261,14 @@ def main(argv):
         "job_s": job_s, "job_vs_bare": round(job_s / bare_s, 3), "job_split": split,
         "job_split_vs_bare": {name: round(value / bare_s, 3) for name, value in split.items()},
     }
+    for workers in FLAGS.sweep_workers if FLAGS.sweep_runs else ():
+        seconds = round(_run_sweep(_config(saved, None), int(workers),
+                                   os.path.join(saved, f"sweep_{workers}")), 3)
+        figures[f"sweep_{workers}_workers_s"] = seconds
+        figures[f"sweep_{workers}_workers_per_run_vs_bare"] = round(
+            seconds / (FLAGS.sweep_runs * bare_s), 3)
+    if FLAGS.sweep_runs:
+        figures["sweep_runs"] = FLAGS.sweep_runs
     print(json.dumps(figures))
 
 

@@ -88,7 +88,7 @@ def test_study_run_benchmark_times_the_bare_loop_the_distiller_and_the_job(tmp_p
         [sys.executable, "-m", "benchmarks.study_run", "--dataset=mnist1d:num_train=100,num_test=50",
          f"--data_dir={tmp_path / 'data'}", "--members=1", "--teacher_epochs=1", "--epochs=2",
          "--teacher_arch=mnist1d_mlp", "--student_arch=mnist1d_mlp", "--repeats=1",
-         f"--saved_models_dir={tmp_path / 'saved'}"],
+         "--sweep_runs=2", "--sweep_workers=1,2", f"--saved_models_dir={tmp_path / 'saved'}"],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr
@@ -101,3 +101,7 @@ def test_study_run_benchmark_times_the_bare_loop_the_distiller_and_the_job(tmp_p
                           "export_s"}
     assert all(value >= 0 for value in split.values()) and split["fidelity_s"] > 0
     assert figures["job_vs_bare"] == pytest.approx(figures["job_s"] / figures["bare_s"], rel=0.01)
+    for workers in (1, 2):
+        assert figures[f"sweep_{workers}_workers_per_run_vs_bare"] == pytest.approx(
+            figures[f"sweep_{workers}_workers_s"] / (2 * figures["bare_s"]), rel=0.01)
+    assert len(os.listdir(tmp_path / "saved" / "sweep_2" / "sweep" / "runs")) == 2
