@@ -305,3 +305,13 @@ def test_a_lock_held_by_a_live_process_is_waited_for_then_taken(tmp_path, caplog
         assert sum("Waiting" in record.message for record in caplog.records) == 1
     finally:
         lock.release()
+
+
+def test_a_lock_held_on_another_host_is_refused_not_waited_for(tmp_path):
+    import json
+
+    os.makedirs(tmp_path / "members")
+    with open(tmp_path / "members" / ".lock", "w") as f:
+        json.dump({"pid": 1, "host": "another-host", "what": "a shard"}, f)
+    with pytest.raises(jobs.lock.FolderInUseError, match="process 1 on another-host"):
+        jobs.lock.FolderLock(str(tmp_path / "members")).acquire_when_free(poll_s=0.01)

@@ -78,14 +78,18 @@ class FolderLock:
         )
 
     def acquire_when_free(self, poll_s=1.0):
-        """Takes the lock, waiting while another live process holds it (a
-        sweep's runs that share teacher members wait for the one training
-        them); logs once whom it waits for."""
+        """Takes the lock, waiting while another live process of this host
+        holds it (a sweep's runs that share teacher members wait for the one
+        training them); logs once whom it waits for. A holder on another
+        host, whose end this host cannot see, raises `FolderInUseError` as
+        `acquire` does."""
         waited = False
         while True:
             try:
                 return self.acquire()
             except FolderInUseError as error:
+                if _read(self.path).get("host", socket.gethostname()) != socket.gethostname():
+                    raise
                 if not waited:
                     logging.info("Waiting: %s", error)
                     waited = True
