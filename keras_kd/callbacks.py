@@ -127,7 +127,7 @@ def _traced_measure(teacher, student):
         batch = batch_lib.DistillationBatch(**parts)
         fidelity.update_state(batch, batch.teacher_logits, student(batch.x, training=False))
 
-    traced_update = trace_cache.any_batch_size(update)
+    traced_update = trace_cache.any_batch_size(update, autograph=False)
     traced_forward = trace_cache.any_batch_size(lambda x: teacher(x, training=False))
 
     def measure(batch):
@@ -211,7 +211,24 @@ class FidelityCallback(keras.callbacks.Callback):
         self._writer = None
         self._measure = None
         self._fidelity = None
+        self._shared = {}  # traced measures, by (teacher, student): see `for_splits`
         self.seconds = 0.0  # spent measuring, for a job's timing
+
+    @classmethod
+    def for_splits(cls, splits, **kwargs):
+        """One callback per split of `splits` (`{name: data}`), in its order,
+        each taking `kwargs`; they trace the measure once, together.
+
+        >>> callbacks = keras_kd.callbacks.FidelityCallback.for_splits(
+        ...     {"test": [], "train": []}, every=5)
+        >>> [callback.name for callback in callbacks]
+        ['test', 'train']
+        """
+        shared = {}
+        callbacks = [cls(data, name, **kwargs) for name, data in splits.items()]
+        for callback in callbacks:
+            callback._shared = shared
+        return callbacks
 
     def _models(self):
         teacher = self.teacher if self.teacher is not None else getattr(
@@ -244,9 +261,12 @@ class FidelityCallback(keras.callbacks.Callback):
         """The fidelity of the student now, as a dict of floats."""
         teacher, student = self._models()
         if self._batches is None:
-            # In a sweep, the kept models of a later run reuse these traces.
-            self._fidelity, teacher_forward, self._measure = trace_cache.kept(
-                ("FidelityCallback", teacher, student), lambda: _traced_measure(teacher, student))
+            if (teacher, student) not in self._shared:
+                # In a sweep, the kept models of a later run reuse these traces too.
+                self._shared[teacher, student] = trace_cache.kept(
+                    ("FidelityCallback", teacher, student),
+                    lambda: _traced_measure(teacher, student))
+            self._fidelity, teacher_forward, self._measure = self._shared[teacher, student]
             self._batches = self._held_out_batches(teacher, teacher_forward)
         self._fidelity.reset_state()
         for batch in self._batches:

@@ -71,7 +71,7 @@ class _SplitMeasure:
                     ("forward", model, wanted), lambda: _traced_features(model, wanted))
         if representation:
             self.fidelity.build_representation(features["teacher"], features["student"])
-        self._update = trace_cache.any_batch_size(self._update_state)
+        self._update = trace_cache.any_batch_size(self._update_state, autograph=False)
 
     def _outputs(self, batch):
         """Each model's outputs on `batch.x` (the teacher's only where needed)."""
