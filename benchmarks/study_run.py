@@ -23,7 +23,9 @@ a user's run pays them):
 
 Each is reported in seconds and as a ratio to `bare`; `*_fit_s` is the
 `fit` alone and `*_step_ms` the mean step after the first epoch (tracing
-excluded). The cases alternate over `--repeats` rounds (this machine slows
+excluded); `interleaved_*_step_ms` time the two steps in one process, fit
+by fit in turn (medians of 5), which removes the spread between processes
+from the step ratio. The cases alternate over `--repeats` rounds (this machine slows
 down in spells, which then fall on every case alike), and each figure is the
 median over rounds. The last line printed is one JSON object.
 
@@ -63,7 +65,7 @@ flags.DEFINE_integer("repeats", 3, "Alternating rounds of bare and distiller (me
                      lower_bound=1)
 flags.DEFINE_integer("sweep_runs", 4, "Runs of the timed sweeps (0: no sweep).", lower_bound=0)
 flags.DEFINE_list("sweep_workers", ["1", "2"], "Workers of each timed sweep.")
-flags.DEFINE_enum("case", None, ["bare", "distiller"],
+flags.DEFINE_enum("case", None, ["bare", "distiller", "steps"],
                   "Internal: run this one case in this process and print its timing.")
 flags.DEFINE_string("saved_models_dir", None,
                     "Where the job's teachers, control and runs go (default: a new temp folder).")
@@ -187,21 +189,54 @@ def _fit_seconds(make_model, config, data):
     return seconds, later_epochs / (steps * (config.student.epochs - 1)), steps
 
 
-def _one_case(name):
-    """Runs one fit case in this process; prints `{fit_s, step_s, steps}`."""
-    config = _config(FLAGS.saved_models_dir, os.path.join(FLAGS.saved_models_dir, "timed"))
+def _models(config):
+    """`(data, {case: make_model(student)})` of the timed run."""
     with open(os.path.join(config.output.directory, "report.json")) as f:
         members = json.load(f)["artifacts"]["teachers"]
     data = data_lib.load(config.data.dataset, data_dir=config.data.data_dir)
     teacher = keras_kd.Ensemble(members)
     temperature = config.distillation.temperature
-    make_model = {
+    return data, {
         "bare": lambda student: BareDistillation(student, teacher, temperature),
         "distiller": lambda student: keras_kd.Distiller(
             teacher=teacher, student=student, temperature=temperature),
-    }[name]
-    fit_s, step_s, steps = _fit_seconds(make_model, config, data)
+    }
+
+
+def _one_case(name):
+    """Runs one fit case in this process; prints `{fit_s, step_s, steps}`."""
+    config = _config(FLAGS.saved_models_dir, os.path.join(FLAGS.saved_models_dir, "timed"))
+    data, make_models = _models(config)
+    if name == "steps":
+        return print(json.dumps(_interleaved_steps(make_models, config, data)))
+    fit_s, step_s, steps = _fit_seconds(make_models[name], config, data)
     print(json.dumps({"fit_s": fit_s, "step_s": step_s, "steps": steps}))
+
+
+def _interleaved_steps(make_models, config, data, rounds=5):
+    """The median step seconds of each case's fits, in one process, the cases
+    alternating fit by fit (after a first, tracing fit): the steps compared
+    without the spread between processes."""
+    epoch = data_lib.distillation_set(
+        data.train, data.info.num_classes, config.distillation_set.resolve(data.info.name),
+        batch_size=config.training.batch_size, seed=config.training.seed, cache="off")
+    per_epoch = data_lib.steps_per_epoch(epoch)
+    fits = {}
+    for name, make_model in make_models.items():
+        keras.utils.set_random_seed(0)
+        model = make_model(keras_kd.models.for_data(config.student.arch, data.info))
+        model.compile(optimizer=config.student_spec().optimizer_for(data.info.num_train,
+                                                                    per_epoch))
+        model.fit(epoch.repeat(), epochs=1, steps_per_epoch=per_epoch, verbose=0)
+        fits[name] = (model, epoch.repeat())
+    steps = per_epoch * (config.student.epochs - 1)
+    seconds = {name: [] for name in fits}
+    for _ in range(rounds):
+        for name, (model, batches) in fits.items():
+            started = time.perf_counter()
+            model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+            seconds[name].append((time.perf_counter() - started) / steps)
+    return {f"{name}_step_s": statistics.median(values) for name, values in seconds.items()}
 
 
 def _run_case(name):
@@ -239,6 +274,7 @@ def main(argv):
         wall, report = _run_job(_config(saved, os.path.join(saved, f"job_{index}")))
         assert all(member["reused"] for member in report["teacher_members"])
         rounds["job"].append((wall, _job_split(wall, report["timing"])))
+    _, interleaved = _run_case("steps")
     bare_s = _median(wall for wall, _ in rounds["bare"])
     bare_step = statistics.median(case["step_s"] for _, case in rounds["bare"])
     distiller_s = _median(wall for wall, _ in rounds["distiller"])
@@ -258,6 +294,10 @@ def main(argv):
         "distiller_step_ms": round(1e3 * distiller_step, 3),
         "distiller_vs_bare": round(distiller_s / bare_s, 3),
         "distiller_step_vs_bare_step": round(distiller_step / bare_step, 3),
+        "interleaved_bare_step_ms": round(1e3 * interleaved["bare_step_s"], 3),
+        "interleaved_distiller_step_ms": round(1e3 * interleaved["distiller_step_s"], 3),
+        "interleaved_distiller_step_vs_bare_step": round(
+            interleaved["distiller_step_s"] / interleaved["bare_step_s"], 3),
         "job_s": job_s, "job_vs_bare": round(job_s / bare_s, 3), "job_split": split,
         "job_split_vs_bare": {name: round(value / bare_s, 3) for name, value in split.items()},
     }

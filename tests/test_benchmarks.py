@@ -101,6 +101,8 @@ def test_study_run_benchmark_times_the_bare_loop_the_distiller_and_the_job(tmp_p
                           "export_s"}
     assert all(value >= 0 for value in split.values()) and split["fidelity_s"] > 0
     assert figures["job_vs_bare"] == pytest.approx(figures["job_s"] / figures["bare_s"], rel=0.01)
+    assert figures["interleaved_distiller_step_vs_bare_step"] == pytest.approx(
+        figures["interleaved_distiller_step_ms"] / figures["interleaved_bare_step_ms"], rel=0.01)
     for workers in (1, 2):
         assert figures[f"sweep_{workers}_workers_per_run_vs_bare"] == pytest.approx(
             figures[f"sweep_{workers}_workers_s"] / (2 * figures["bare_s"]), rel=0.01)
