@@ -24,7 +24,7 @@ a user's run pays them):
 Each is reported in seconds and as a ratio to `bare`; `*_fit_s` is the
 `fit` alone and `*_step_ms` the mean step after the first epoch (tracing
 excluded); `interleaved_*_step_ms` time the two steps in one process, fit
-by fit in turn (medians of 5), which removes the spread between processes
+by fit in turn (medians of 15 fits of 20 epochs), which removes the spread between processes
 from the step ratio. The cases alternate over `--repeats` rounds (this machine slows
 down in spells, which then fall on every case alike), and each figure is the
 median over rounds. The last line printed is one JSON object.
@@ -213,7 +213,7 @@ def _one_case(name):
     print(json.dumps({"fit_s": fit_s, "step_s": step_s, "steps": steps}))
 
 
-def _interleaved_steps(make_models, config, data, rounds=5):
+def _interleaved_steps(make_models, config, data, rounds=15, epochs_per_fit=20):
     """The median step seconds of each case's fits, in one process, the cases
     alternating fit by fit (after a first, tracing fit): the steps compared
     without the spread between processes."""
@@ -229,7 +229,7 @@ def _interleaved_steps(make_models, config, data, rounds=5):
                                                                     per_epoch))
         model.fit(epoch.repeat(), epochs=1, steps_per_epoch=per_epoch, verbose=0)
         fits[name] = (model, epoch.repeat())
-    steps = per_epoch * (config.student.epochs - 1)
+    steps = per_epoch * min(epochs_per_fit, config.student.epochs)
     seconds = {name: [] for name in fits}
     for _ in range(rounds):
         for name, (model, batches) in fits.items():

@@ -253,8 +253,11 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         with tf.control_dependencies(
             _label_checks(batch, student_logits.shape[-1]) + finite_checks
         ):
-            # Bad labels or non-finite values stop the step before any weight changes.
-            gradients = [g if g is None else tf.identity(g) for g in gradients]
+            # Bad labels or non-finite values stop the step before any weight changes
+            # (one IdentityN op holds every gradient behind the checks).
+            present = [g for g in gradients if g is not None]
+            checked = iter(tf.identity_n(present) if present else [])
+            gradients = [g if g is None else next(checked) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, student_weights))
         return self._update_metrics(
             batch, teacher_logits, student_logits, _poisoned(terms, finite), regularization
