@@ -6,7 +6,8 @@
 launch.distill flags (the base run) and of `--grid` and `--seeds`; flags
 given on the command line override it. Each `--grid` is a product of
 settings, `name=v1,v2;other=v3,v4`; several `--grid`s are joined. Every grid
-point runs once per seed, in process, writing its run folder (report,
+point runs once per seed, `--workers` runs at once (this process and spawned
+ones; results identical to one at a time), writing its run folder (report,
 student) under `<experiments_dir>/<experiment>/runs/<run id>`, and the
 sweep writes `results.csv`, `results.json`, `summary.md` and PNG plots
 beside them. A rerun skips finished runs and resumes the one a kill
@@ -21,7 +22,13 @@ minute; what the tests run), into `<experiment>-smoke`.
 To split a sweep across hosts (a cluster's array job), run
 `--shard=i/N` on host i of N (i from 0): each runs every N-th run into the
 shared experiment folder, without the tables; then `--merge` on any host
-writes the tables and plots of all the runs once every shard is done.
+writes the tables and plots of all the runs once every shard is done. With
+Slurm, one shard per array task:
+
+    sbatch --array=0-7 --wrap='python -m launch.sweep --experiment=NAME \
+        --saved_models_dir=/shared/saved_models --shard=$SLURM_ARRAY_TASK_ID/8'
+    sbatch --dependency=afterok:<array job id> --wrap='python -m launch.sweep \
+        --experiment=NAME --saved_models_dir=/shared/saved_models --merge'
 """
 
 import functools
@@ -78,7 +85,7 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
     "workers", "auto",
     "Runs done at once, each in its own process: a number, or auto (2 on a machine without "
-    "GPUs and with 2 or more cores, where 2 measured 1.7x faster than 1; else 1). Results "
+    "GPUs and with 2 or more cores, where 2 ran a sweep 1.4x faster than 1; else 1). Results "
     "are identical whatever the number.",
 )
 flags.DEFINE_bool(

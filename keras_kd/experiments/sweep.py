@@ -345,8 +345,9 @@ def auto_workers():
     """How many runs a sweep does at once by default: 2 on a machine without
     GPUs and with at least 2 cores, else 1.
 
-    On the 2-core CPU box, two processes trained the study's 1-D ResNet-8
-    about 1.6x faster than one, three slower than two. Each keeps
+    On the 2-core CPU box, a sweep of four study-shaped runs took 36.3 s
+    with two workers against 50.5 s with one (`benchmarks.study_run`), and
+    the `self_distillation` experiment was slower with three. Each keeps
     TensorFlow's intra-op threads (their count changes how oneDNN splits a
     sum, so the numbers) and takes its share of the inter-op threads
     (`share_cores`). One GPU is shared badly by several processes, so with
