@@ -219,6 +219,20 @@ def parse_workers(text):
     return workers
 
 
+def one_at_a_time_if_distributed(runs, workers):
+    """`workers`, or 1 where a run uses a distribution strategy: its devices
+    or hosts are the run's, so runs take them in turn (`--workers=N` asked
+    for more is a usage error)."""
+    strategies = sorted({run.config.runtime.strategy for run in runs} - {"default"})
+    if not strategies or workers == 1:
+        return workers
+    if FLAGS.workers != "auto":
+        raise app.UsageError(
+            f"--workers={FLAGS.workers}: runs under the {strategies[0]!r} strategy span its "
+            "devices or hosts, so they run one at a time; use --workers=1 (or auto).")
+    return 1
+
+
 def command(run):
     """The launch.distill command that does the same run: the base settings,
     then the swept ones, then the seed and the folder."""
@@ -296,6 +310,7 @@ def main(argv):
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name if FLAGS.scale == "study" else f"{name}-{FLAGS.scale}")
     runs = planned_runs(output_dir)
+    workers = one_at_a_time_if_distributed(runs, workers)
     reuse_dir = os.path.join(root, REUSE_FOLDER) if FLAGS.reuse else None
     description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
     if FLAGS.merge:

@@ -125,6 +125,8 @@ def test_an_experiment_on_the_command_line_reads_like_launch_distill():
     (["--seeds=a"], "--seeds must be integers"),
     (["--workers=0"], "--workers='0': expected a positive number of processes or 'auto'"),
     (["--workers=two"], "--workers='two': expected a positive number"),
+    (["--workers=2", "--strategy=mirrored", "--cpu_replicas=2"],
+     "runs under the 'mirrored' strategy span its devices or hosts"),
 ])
 def test_bad_sweeps_fail_before_any_run(tmp_path, capsys, flags, message):
     with pytest.raises(app.UsageError, match=re.escape(message)):
