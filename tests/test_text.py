@@ -192,7 +192,8 @@ def test_distill_on_imdb_reviews_exports_a_student_that_reads_text(tmp_path):
 
 @pytest.mark.slow
 def test_the_imdb_experiment_runs_at_smoke_scale_on_mock_reviews(tmp_path):
-    result = _mock_app("sweep", "--experiment=imdb", "--scale=smoke",
+    # One process: TFDS' mock data is patched into this one only, not into spawned workers.
+    result = _mock_app("sweep", "--experiment=imdb", "--scale=smoke", "--workers=1",
                        "--dataset=tfds:imdb_reviews:sequence_length=16,vocabulary_size=50",
                        "--verbose=0", f"--saved_models_dir={tmp_path}")
     with open(tmp_path / "experiments" / "imdb-smoke" / "results.json") as f:
