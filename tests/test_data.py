@@ -210,3 +210,12 @@ def test_integers_beyond_eight_bits_are_read_as_they_are_in_every_split(tmp_path
 def test_a_single_class_dataset_is_refused(tmp_path, overrides, message):
     with pytest.raises(keras_kd.data.DatasetError, match=f"at least 2 classes; {message}"):
         keras_kd.data.load(_write_npz(tmp_path / "one.npz", **overrides))
+
+
+def test_pipelines_prefetch_with_the_autotuning_model_off(digits):
+    # Its thread held the end of a pass for up to a second (docs/measurements.md).
+    import keras_kd
+
+    for batches in (keras_kd.data.batched(digits.test, 32),
+                    keras_kd.data.batched(digits.train, 32, shuffle=True, seed=0, epochs=2)):
+        assert batches.options().autotune.enabled is False
