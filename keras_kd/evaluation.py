@@ -13,7 +13,7 @@ METRIC_NAMES = fidelity_lib.METRIC_NAMES
 
 
 def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
-                     representation=False, control=None):
+                     representation=False, control=None, reference=None):
     """Accuracy, calibration, NLL and teacher-student fidelity over one split.
 
     Each batch runs the teacher once (not at all when it carries
@@ -38,12 +38,17 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
             only), to report `control_agreement`, `control_predictive_kl`
             and its accuracy, ECE and NLL: what the student's fidelity is
             read against.
+        reference: the paper's reference (section 3.2), a student distilled
+            by the identical procedure from an independent teacher, to
+            report `reference_agreement`, `reference_predictive_kl` and its
+            accuracy, ECE and NLL.
 
     Returns:
         A dict of floats keyed by `METRIC_NAMES`. Accuracy, calibration and
         NLL cover labeled examples; they are absent for a split without labels.
     """
-    measure = _SplitMeasure(teacher, student, num_bins, distillation, representation, control)
+    measure = _SplitMeasure(teacher, student, num_bins, distillation, representation, control,
+                            reference)
     return measure(dataset)
 
 
@@ -56,16 +61,20 @@ class _SplitMeasure:
     models once, not once per split.
     """
 
-    def __init__(self, teacher, student, num_bins, distillation, representation, control):
+    def __init__(self, teacher, student, num_bins, distillation, representation, control,
+                 reference=None):
         self.representation = representation
         self.fidelity = fidelity_lib.Fidelity(
             teacher_metrics=True, num_bins=num_bins, representation=representation,
             distillation=distillation, nll=True, control=control is not None,
+            reference=reference is not None,
         )
         self._forwards, features = {}, {}
-        for role, model in {"teacher": teacher, "student": student, "control": control}.items():
+        models_of = {"teacher": teacher, "student": student, "control": control,
+                     "reference": reference}
+        for role, model in models_of.items():
             if model is not None:
-                wanted = representation and role != "control"
+                wanted = representation and role in ("teacher", "student")
                 # In a sweep, a kept model's forward is traced once, for every report.
                 self._forwards[role], features[role] = trace_cache.kept(
                     ("forward", model, wanted), lambda: _traced_features(model, wanted))
@@ -90,6 +99,7 @@ class _SplitMeasure:
         self.fidelity.update_state(
             batch, fidelity_lib.teacher_logits(batch, None, computed=teacher), student,
             features=features, control_logits=outputs.get("control"),
+            reference_logits=outputs.get("reference"),
         )
 
     def __call__(self, dataset):
@@ -150,7 +160,7 @@ def representation_similarity(teacher, student, dataset):
 
 
 def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
-                    representation=False, control=None):
+                    representation=False, control=None, reference=None):
     """`fidelity_metrics` for each named split.
 
     Args:
@@ -164,15 +174,17 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
             models' penultimate features; needs functional models.
         control: an independently trained student, to report its fidelity
             to the teacher beside the student's (see `fidelity_metrics`).
+        reference: the paper's reference student (see `fidelity_metrics`).
 
     Returns:
         `{split_name: {metric_name: value}}`.
     """
     # In a sweep, the report of a run of kept models reuses the last run's traces.
     measure = trace_cache.kept(
-        ("fidelity_report", teacher, student, control, num_bins, representation,
+        ("fidelity_report", teacher, student, control, reference, num_bins, representation,
          None if distillation is None else (distillation.alpha, distillation.temperature)),
-        lambda: _SplitMeasure(teacher, student, num_bins, distillation, representation, control))
+        lambda: _SplitMeasure(teacher, student, num_bins, distillation, representation, control,
+                              reference))
     return {name: measure(dataset) for name, dataset in splits.items()}
 
 

@@ -33,13 +33,20 @@ METRIC_NAMES = (
     "control_predictive_kl",
     "control_ece",
     "control_nll",
+    "reference_accuracy",
+    "reference_agreement",
+    "reference_predictive_kl",
+    "reference_ece",
+    "reference_nll",
 )
 # Results that need labels; a split without any reports none of them.
 LABEL_METRICS = ("teacher_accuracy", "student_accuracy", "student_ece", "teacher_ece",
                  "student_nll", "teacher_nll", "control_accuracy", "control_ece",
-                 "control_nll")
+                 "control_nll", "reference_accuracy", "reference_ece", "reference_nll")
 # The models measured against labels, and their logits' keyword in `update_state`.
-_ROLES = ("teacher", "student", "control")
+_ROLES = ("teacher", "student", "control", "reference")
+# The models the student's fidelity is read against, each compared with the teacher.
+REFERENCE_ROLES = ("control", "reference")
 
 
 def teacher_logits(batch, teacher, computed=None):
@@ -69,10 +76,13 @@ class Fidelity:
     (student against teacher, at temperature 1), `student_accuracy` and
     `student_ece` (against labels, over labeled examples), and, as asked,
     `teacher_accuracy` and `teacher_ece`, each model's `*_nll`, `linear_cka`
-    of penultimate features, `distillation_loss`, and the control's
-    metrics: `control_agreement` and `control_predictive_kl` (an
-    independently trained student against the same teacher), its
-    `control_accuracy`, `control_ece` and `control_nll`.
+    of penultimate features, `distillation_loss`, and the same for each
+    model the student is read against: `control_agreement` and
+    `control_predictive_kl` (a model of the student's architecture trained
+    on the labels alone, against the same teacher), its `control_accuracy`,
+    `control_ece` and `control_nll`; and `reference_*`, the paper's
+    reference (section 3.2: a student distilled by the identical procedure
+    from an independent teacher), against this teacher.
 
     Args:
         teacher_metrics: also measure the teacher against the labels.
@@ -88,6 +98,8 @@ class Fidelity:
         control: measure a control model too (`update_state(...,
             control_logits=...)`): an independently trained student, whose
             agreement with the teacher is what the student's is read against.
+        reference: measure the paper's reference model too
+            (`update_state(..., reference_logits=...)`).
 
     Example:
 
@@ -100,9 +112,11 @@ class Fidelity:
     """
 
     def __init__(self, teacher_metrics=False, calibration=True, num_bins=15,
-                 representation=False, distillation=None, nll=False, control=False):
+                 representation=False, distillation=None, nll=False, control=False,
+                 reference=False):
         self.distillation = distillation
-        roles = ["student"] + ["teacher"] * teacher_metrics + ["control"] * control
+        others = [role for role, wanted in zip(REFERENCE_ROLES, (control, reference)) if wanted]
+        roles = ["student"] + ["teacher"] * teacher_metrics + others
         made = {
             "accuracy": _accuracy,
             "ece": (lambda name: metrics_lib.ExpectedCalibrationError(num_bins, name=name))
@@ -116,10 +130,10 @@ class Fidelity:
                     metrics[f"{role}_{kind}"] = make(f"{role}_{kind}")
         metrics["agreement"] = metrics_lib.Agreement(name="agreement")
         metrics["predictive_kl"] = metrics_lib.PredictiveKL(name="predictive_kl")
-        if control:
-            metrics["control_agreement"] = metrics_lib.Agreement(name="control_agreement")
-            metrics["control_predictive_kl"] = metrics_lib.PredictiveKL(
-                name="control_predictive_kl")
+        for role in others:
+            metrics[f"{role}_agreement"] = metrics_lib.Agreement(name=f"{role}_agreement")
+            metrics[f"{role}_predictive_kl"] = metrics_lib.PredictiveKL(
+                name=f"{role}_predictive_kl")
         if representation:
             metrics["linear_cka"] = metrics_lib.LinearCKA(name="linear_cka")
         if distillation is not None:
@@ -139,7 +153,7 @@ class Fidelity:
             self._metrics["linear_cka"].build_state(teacher_features, student_features)
 
     def update_state(self, batch, teacher_logits, student_logits, features=None,
-                     control_logits=None):
+                     control_logits=None, reference_logits=None):
         """Adds one batch.
 
         Args:
@@ -149,17 +163,19 @@ class Fidelity:
             features: `(teacher_features, student_features)`, with
                 `representation=True`.
             control_logits: `[batch, classes]` of the control, with `control=True`.
+            reference_logits: `[batch, classes]` of the reference, with `reference=True`.
         """
         student_logits = tf.cast(student_logits, "float32")
         weight = batch.sample_weight
         self._metrics["agreement"].update_state(teacher_logits, student_logits, weight)
         self._metrics["predictive_kl"].update_state(teacher_logits, student_logits, weight)
-        if "control_agreement" in self._metrics:
-            control_logits = tf.cast(control_logits, "float32")
-            self._metrics["control_agreement"].update_state(
-                teacher_logits, control_logits, weight)
-            self._metrics["control_predictive_kl"].update_state(
-                teacher_logits, control_logits, weight)
+        others = {"control": control_logits, "reference": reference_logits}
+        for role, logits in others.items():
+            if f"{role}_agreement" in self._metrics:
+                others[role] = logits = tf.cast(logits, "float32")
+                self._metrics[f"{role}_agreement"].update_state(teacher_logits, logits, weight)
+                self._metrics[f"{role}_predictive_kl"].update_state(
+                    teacher_logits, logits, weight)
         if "linear_cka" in self._metrics:
             self._metrics["linear_cka"].update_state(*features, weight)
         if self.distillation is not None:
@@ -167,7 +183,7 @@ class Fidelity:
         if batch.y is None:
             return
         labeled = batch_lib.labeled_weight(batch)
-        logits_of = dict(zip(_ROLES, (teacher_logits, student_logits, control_logits)))
+        logits_of = {"teacher": teacher_logits, "student": student_logits, **others}
         for role, logits in logits_of.items():
             for metric in (f"{role}_accuracy", f"{role}_ece", f"{role}_nll"):
                 if metric in self._metrics:

@@ -28,9 +28,11 @@ def main(argv):
     print()
     splits = report["splits"]
     print(evaluation.markdown_table(
-        splits, [name for name in evaluation.METRIC_NAMES if not name.startswith("control")]))
-    if report.get("control"):
-        print("\nthe distilled student beside the control (an independently trained student):")
+        splits, [name for name in evaluation.METRIC_NAMES
+                 if not name.startswith(("control", "reference"))]))
+    if report.get("control") or report.get("reference"):
+        print("\nthe distilled student beside its references (control: trained on the labels "
+              "alone; reference: distilled identically from an independent teacher):")
         print(evaluation.markdown_table(splits, report_lib.CONTROL_COLUMNS))
     print()
     artifacts = report["artifacts"]

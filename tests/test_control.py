@@ -91,6 +91,6 @@ def test_report_markdown_sets_the_student_beside_the_control():
     text = report_lib.report_markdown(report)
     assert "| test | 0.9000 | 0.8000 | 0.1000 | 0.3000 |" in text
     assert "10 equal-width confidence bins" in text and "num_train=200" in text
-    assert "control_agreement" not in text.split("## Distilled student and control")[0]
+    assert "control_agreement" not in text.split("## Distilled student and its references")[0]
     report["control"] = None
     assert "## Distilled student and control" not in report_lib.report_markdown(report)

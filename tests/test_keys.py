@@ -26,18 +26,18 @@ from keras_kd.jobs import teachers
 
 def test_the_default_distill_run_keeps_its_folder_hash_and_result_key():
     config = configs.DistillConfig()
-    assert config.run_name() == "resnet8_from_3xresnet20_T4_a0_s0_65a22f"
-    assert distill.result_key(config) == "aafe7ad8ce3444e9"
+    assert config.run_name() == "resnet8_from_3xresnet20_T4_a0_s0_6af5ad"
+    assert distill.result_key(config) == "ec3a90c5cbb6bc7e"
 
 
 def test_digits_keep_their_digest_and_the_default_members_their_key():
     data = data_lib.load("digits")
     assert data.digest == "5ffc9c47dd2c3be8"
     spec = configs.DistillConfig().teacher_spec()
-    assert teachers.member_key(spec, data) == "65e31b405c"
+    assert teachers.member_key(spec, data) == "507d637960"
     assert dataclasses.asdict(keras_kd.training.ClassifierSpec(arch="mlp", epochs=1)) == {
         "arch": "mlp", "epochs": 1, "batch_size": 64, "optimizer": "adam", "lr": 0.002,
-        "weight_decay": 0.0, "seed": 0, "augment": "identity"}
+        "weight_decay": 0.0, "weight_decay_type": "decoupled", "seed": 0, "augment": "identity"}
 
 
 def test_integer_seeds_are_those_recorded():

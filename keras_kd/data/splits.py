@@ -143,6 +143,34 @@ class Splits:
             self._heads[fraction] = Splits(train, self.test, info, self.vocabulary)
         return self._heads[fraction]
 
+    def train_tail(self, fraction):
+        """These splits with the training split cut to the examples after its
+        first `fraction` (those `train_head(fraction)` leaves out): the fresh
+        D1 of the data-recycling experiment, which the teachers never saw.
+
+        Example:
+
+        >>> data = keras_kd.data.load("digits")
+        >>> data.train_tail(0.5).info.num_train
+        673
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1) for a tail; got {fraction!r}.")
+        key = ("tail", fraction)
+        if key not in self._heads:
+            skipped = self.train_head(fraction).info.num_train
+            count = self.info.num_train - skipped
+            if count < 1:
+                raise ValueError(f"No examples are left after the first {skipped} of "
+                                 f"{self.info.num_train}; lower the fraction {fraction!r}.")
+            info = dataclasses.replace(
+                self.info, num_train=count, settings={**self.info.settings, "train_tail": count}
+            )
+            train = self.train.skip(skipped).apply(
+                tf.data.experimental.assert_cardinality(count))
+            self._heads[key] = Splits(train, self.test, info, self.vocabulary)
+        return self._heads[key]
+
     @functools.cached_property
     def _heads(self):
         return {}

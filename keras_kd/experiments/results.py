@@ -15,10 +15,13 @@ SUMMARY_COLUMNS = (
     ("test_teacher_accuracy", "teacher test acc"),
     ("test_student_accuracy", "student test acc"),
     ("test_control_accuracy", "control test acc"),
+    ("test_reference_accuracy", "reference test acc"),
     ("test_agreement", "test agreement"),
     ("test_control_agreement", "control test agreement"),
+    ("test_reference_agreement", "reference test agreement"),
     ("test_predictive_kl", "test KL"),
     ("test_control_predictive_kl", "control test KL"),
+    ("test_reference_predictive_kl", "reference test KL"),
     ("test_student_ece", "student test ECE"),
     ("test_control_ece", "control test ECE"),
     ("test_teacher_nll", "teacher test NLL"),
@@ -26,6 +29,7 @@ SUMMARY_COLUMNS = (
     ("test_control_nll", "control test NLL"),
     ("train_agreement", "train agreement"),
     ("train_control_agreement", "control train agreement"),
+    ("train_reference_agreement", "reference train agreement"),
     ("train_predictive_kl", "train KL"),
     ("start_train_agreement", "train agreement at start"),
     ("distill_agreement", "distill agreement"),
@@ -127,8 +131,10 @@ def headline(row):
             ("test_student_accuracy", "student test acc"),
             ("test_agreement", "test agreement"),
             ("test_control_agreement", "control"),
+            ("test_reference_agreement", "reference"),
             ("test_predictive_kl", "test KL"),
             ("test_control_predictive_kl", "control"),
+            ("test_reference_predictive_kl", "reference"),
         )
         if name in metrics
     ]

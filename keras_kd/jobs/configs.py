@@ -66,6 +66,10 @@ class Teacher(Config):
         None, "Learning rate of the teacher members (default: --lr).", flag="teacher_lr",
         above=0.0,
     )
+    batch_size: int | None = setting(
+        None, "Batch size of the teacher members (default: --batch_size).",
+        flag="teacher_batch_size", lower=1,
+    )
     augment: str = like(
         ClassifierSpec, "augment", help="Augmentation the teacher members are trained "
         "with: label-keeping policy stages joined with '+' (shift on signals, crop_flip "
@@ -91,10 +95,11 @@ class Teacher(Config):
         return ClassifierSpec(
             arch=self.arch,
             epochs=self.epochs,
-            batch_size=training.batch_size,
+            batch_size=self.batch_size or training.batch_size,
             optimizer=self.optimizer or training.optimizer,
             lr=training.lr if self.lr is None else self.lr,
             weight_decay=training.weight_decay,
+            weight_decay_type=training.weight_decay_type,
             seed=training.seed,
             augment=self.augment,
         )
@@ -166,6 +171,31 @@ class Control(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class Reference(Config):
+    """The paper's reference (section 3.2): a student distilled by the
+    identical procedure from an independent teacher.
+
+    The independent teacher is the ensemble the same recipe trains from the
+    next seed (`training.seed + 1`), so in a sweep over seeds it is another
+    run's teacher, trained once. The reference student is that seed's
+    distill run (without control or reference of its own), trained once and
+    reused by key; its agreement with *this* run's teacher is what two
+    students of one procedure share without sharing a teacher.
+    """
+
+    enabled: bool = setting(
+        False, "Distill (or reuse) the paper's reference: a student distilled identically "
+        "from an independent teacher (the same recipe at the next seed), and report its "
+        "agreement and KL with this run's teacher beside the student's.", flag="reference",
+    )
+    directory: str | None = setting(
+        None, "Folder of reference students to reuse or fill "
+        "(default <saved_models_dir>/<dataset>/references).", flag="references_dir",
+        shapes_result=False,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Distillation(Config):
     """The loss: `alpha * CE + (1 - alpha) * T^2 * KL` at temperature T."""
 
@@ -193,8 +223,10 @@ class DistillationSet(data_lib.StageSettings):
     )
     data: str = setting(
         "all", "Examples the distillation set is drawn from: the whole training split "
-        "(all), or only those the teachers were trained on (teacher; differs with "
-        "--teacher_data_fraction < 1).", flag="distill_data", choices=("all", "teacher"),
+        "(all), only those the teachers were trained on (teacher), or only those they "
+        "never saw (fresh; the last 1 - --teacher_data_fraction of the split). teacher "
+        "and fresh differ from all with --teacher_data_fraction < 1.", flag="distill_data",
+        choices=("all", "teacher", "fresh"),
     )
     generator: str | None = setting(
         None, "Keras generator file for the gan stage "
@@ -274,6 +306,7 @@ class DistillConfig(Config):
     teacher: Teacher = group(Teacher)
     student: Student = group(Student)
     control: Control = group(Control)
+    reference: Reference = group(Reference)
     training: Training = group(Training)
     distillation: Distillation = group(Distillation)
     distillation_set: DistillationSet = group(DistillationSet)
@@ -296,6 +329,11 @@ class DistillConfig(Config):
 
     def check(self):
         callbacks_lib.curve_epochs(self.fidelity_curve, self.student.epochs)
+        self.teacher_spec()  # validated when built: the members' optimizer and decay
+        if self.distillation_set.data == "fresh" and self.teacher.data_fraction == 1.0:
+            raise ValueError(
+                "distill_data='fresh' distills on the examples the teachers never saw, and "
+                "with teacher_data_fraction=1.0 they saw all; set teacher_data_fraction < 1.")
         policy = self.distillation_set.resolve(self.data.dataset)
         data_lib.check_cache_request(policy, self.cache.mode, self.cache.cached_views)
         same_weights = self.student.arch == self.teacher.arch and self.teacher.members == 1
@@ -324,25 +362,42 @@ class DistillConfig(Config):
         """The student's training settings."""
         return dataclasses.replace(
             self.teacher_spec(), arch=self.student.arch, epochs=self.student.epochs,
-            optimizer=self.training.optimizer, lr=self.training.lr * self.student.lr_scale(),
+            batch_size=self.training.batch_size, optimizer=self.training.optimizer,
+            lr=self.training.lr * self.student.lr_scale(),
         )
 
-    def control_spec(self):
+    def control_spec(self, epochs=None):
         """How the control is trained: the student's settings (its learning rate
-        unscaled), labels only, with the members' augmentation, from a seed
-        derived from `training.seed` for it alone."""
+        unscaled; `epochs`, default the student's), labels only, with the
+        members' augmentation, from a seed derived from `training.seed` for it alone."""
         return dataclasses.replace(
             self.student_spec(), lr=self.training.lr,
+            epochs=epochs or self.student.epochs,
             seed=seeds.derived_seed(self.training.seed, "control"),
+        )
+
+    def reference_config(self):
+        """The distill config of this run's reference student (see `Reference`):
+        the same settings at the next seed, with no control, reference, loss
+        plane or fidelity curve of its own (none changes its training)."""
+        return dataclasses.replace(
+            self,
+            training=dataclasses.replace(self.training, seed=(self.training.seed + 1) % 2**31),
+            control=dataclasses.replace(self.control, enabled=False),
+            reference=dataclasses.replace(self.reference, enabled=False),
+            output=dataclasses.replace(self.output, directory=None),
+            loss_plane=0, fidelity_curve=f"every:{self.student.epochs}",
         )
 
     def training_epochs(self):
         """The epochs of training a run does when it reuses nothing: each
-        teacher member's, the control's and the student's. What a sweep of
+        teacher member's, the control's, the student's and (with a reference)
+        the reference's teacher members' and student's. What a sweep of
         several workers orders its runs by (`keras_kd.experiments.run_sweep`'s
         `cost`), so that the last runs to start are the short ones."""
-        return (self.teacher.members * self.teacher_spec().epochs
-                + self.control_spec().epochs + self.student.epochs)
+        student = self.teacher.members * self.teacher_spec().epochs + self.student.epochs
+        return (student + self.control.enabled * self.control_spec().epochs
+                + self.reference.enabled * student)
 
     def run_name(self):
         """The default run folder's name: the main settings, readable, then a

@@ -11,7 +11,19 @@ from keras_kd.jobs import folders
 from keras_kd.jobs import teachers as teachers_lib
 
 
-def independent_student(config, data, strategy, verbose="auto", backup_dir=None):
+def matching_epochs(student_epochs, student_examples, labeled_examples):
+    """The control's epochs over `labeled_examples` that take as many
+    examples (so steps, at one batch size) as the student's
+    `student_epochs` over `student_examples`: the student's epochs where
+    both learn from the same examples.
+
+    >>> matching_epochs(30, 10_000, 200)
+    1500
+    """
+    return max(1, round(student_epochs * student_examples / labeled_examples))
+
+
+def independent_student(config, data, strategy, verbose="auto", backup_dir=None, epochs=None):
     """The control of a `DistillConfig`: trained, or reused from `controls_dir`.
 
     It is stored like a one-member teacher ensemble (`<controls_dir>/<arch>-
@@ -20,15 +32,19 @@ def independent_student(config, data, strategy, verbose="auto", backup_dir=None)
     the dataset's content and keras_kd's version, so a distill run of another
     temperature, alpha or policy reuses it.
 
+    `data` is what it learns from (the run's labeled examples), for
+    `epochs` (default: the student's).
+
     Returns:
         `(model, record)`: the control, loaded in `strategy`'s scope, and
-        `{"path", "test_accuracy", "reused", "seed"}`.
+        `{"path", "test_accuracy", "reused", "seed", "epochs", "num_train"}`.
     """
-    spec = config.control_spec()
+    spec = config.control_spec(epochs)
     (record,) = teachers_lib.ensemble_members(
         spec, data, 1, folders.path(config, data.info.slug, "controls"), verbose, config.runtime,
         backup_dir,
     )
     with strategy.scope():
         model = teachers_lib.member_model(record["path"])
-    return model, {**record, "seed": spec.seed}
+    return model, {**record, "seed": spec.seed, "epochs": spec.epochs,
+                   "num_train": data.info.num_train}

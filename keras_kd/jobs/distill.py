@@ -30,6 +30,7 @@ from keras_kd.jobs import configs
 from keras_kd.jobs import control as control_lib
 from keras_kd.jobs import folders
 from keras_kd.jobs import outline
+from keras_kd.jobs import reference as reference_lib
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
 from keras_kd.jobs import teachers as teachers_lib
@@ -83,9 +84,18 @@ class _Run:
     @property
     def distill_data(self):
         """The splits the student (and its control) learns from."""
-        if self.config.distillation_set.data == "teacher":
+        chosen = self.config.distillation_set.data
+        if chosen == "teacher":
             return teachers_lib.teacher_data(self.config, self.data)
+        if chosen == "fresh":
+            return self.data.train_tail(self.config.teacher.data_fraction)
         return self.data
+
+    @property
+    def labeled_data(self):
+        """The splits whose labels the run may train on: the teachers' data
+        (the student distills without labels on examples they never saw)."""
+        return teachers_lib.teacher_data(self.config, self.data)
 
     def folder(self, name):
         """One of the run's folders (see `keras_kd.jobs.folders`)."""
@@ -144,6 +154,7 @@ def run(config, verbose="auto"):
     with job.timed("teachers_s"):
         members, teacher = teachers_lib.ensemble(config, data, job, verbose)
     control, control_record = _control(distill_run)
+    reference, reference_record = _reference(distill_run)
     with job.timed("distillation_set_s"):
         distill_set, steps_per_epoch = _distillation_set(distill_run, teacher)
     with job.timed("distill_s"):
@@ -152,7 +163,7 @@ def run(config, verbose="auto"):
         initial_epoch, history_path = _fit(
             distill_run, distiller, distill_set, steps_per_epoch)
     with job.timed("evaluate_s"):
-        splits = _evaluate(distill_run, teacher, student, control, distill_set)
+        splits = _evaluate(distill_run, teacher, student, control, reference, distill_set)
     plane = None
     if config.loss_plane:
         with job.timed("loss_plane_s"):
@@ -166,6 +177,7 @@ def run(config, verbose="auto"):
         "config": _report_config(distill_run, distiller),
         "dataset": dataclasses.asdict(data.info),
         "splits": splits, "teacher_members": members, "control": control_record,
+        "reference": reference_record,
         "artifacts": artifacts, "resumed_at_epoch": initial_epoch,
         "resume_refused": job.resume_refused or None, "student_start": start,
         "loss_plane": plane,
@@ -175,19 +187,43 @@ def run(config, verbose="auto"):
 
 
 def _open(run):
-    """Opens the run's folders: its output, and the teachers' and control's."""
-    names = ["teachers"] + (["controls"] if run.config.control.enabled else [])
+    """Opens the run's folders: its output, and the teachers', control's and reference's."""
+    names = (["teachers"] + (["controls"] if run.config.control.enabled else [])
+             + (["references"] if run.config.reference.enabled else []))
     run.job.open(run.folder("distill"), *(run.folder(name) for name in names))
 
 
 def _control(run):
-    """The control and its record, or `(None, None)` without one."""
+    """The control and its record, or `(None, None)` without one.
+
+    It trains on the labeled data (the teachers'), for as many steps as
+    the student's epochs over its distillation data take."""
     if not run.config.control.enabled:
         return None, None
+    labeled = run.labeled_data
+    epochs = control_lib.matching_epochs(
+        run.config.student.epochs, run.distill_data.info.num_train, labeled.info.num_train)
     with run.job.timed("control_s"):
         return control_lib.independent_student(
-            run.config, run.distill_data, run.job.strategy, run.verbose,
-            os.path.join(run.job.backup_root, "control"))
+            run.config, labeled, run.job.strategy, run.verbose,
+            os.path.join(run.job.backup_root, "control"), epochs=epochs)
+
+
+def _reference(run):
+    """The paper's reference student and its record, or `(None, None)` without one."""
+    if not run.config.reference.enabled:
+        return None, None
+    with run.job.timed("reference_s"):
+        config = run.config.reference_config()
+        return reference_lib.reference_student(
+            config, result_key(config), run.folder("references"), run.job.strategy,
+            run.verbose, distill=run_reference)
+
+
+def run_reference(config, output_dir, verbose):
+    """Runs the reference's distill job into `output_dir`; returns its report."""
+    return run(dataclasses.replace(
+        config, output=dataclasses.replace(config.output, directory=output_dir)), verbose)
 
 
 def _distillation_set(run, teacher):
@@ -277,7 +313,7 @@ def _fit(run, distiller, distill_set, steps_per_epoch):
     return initial_epoch, history_path
 
 
-def _evaluate(run, teacher, student, control, distill_set):
+def _evaluate(run, teacher, student, control, reference, distill_set):
     """The fidelity report on `train`, `test` and a sample of the distillation
     set as large as the test split."""
     test_batches = -(-run.data.info.num_test // run.config.training.batch_size)
@@ -286,10 +322,12 @@ def _evaluate(run, teacher, student, control, distill_set):
         "test": run.batched("test"),
         "distill": distill_set.take(test_batches),
     }
-    with trace_cache.stand_ins(teacher, student, control) as (teacher, student, control):
+    with trace_cache.stand_ins(teacher, student, control, reference) as models_in:
+        teacher, student, control, reference = models_in
         return evaluation.fidelity_report(
             teacher, student, splits, num_bins=run.config.ece_bins,
             distillation=run.config.distillation, representation=True, control=control,
+            reference=reference,
         )
 
 
@@ -301,6 +339,7 @@ def _report_config(run, distiller):
         "output_dir": run.job.output_dir,
         "teachers_dir": run.folder("teachers"),
         "controls_dir": run.folder("controls"),
+        "references_dir": run.folder("references"),
         "policy_settings": run.policy.describe(run.data.info.input_shape),
         "synthetic_source": run.synthetic.description if run.synthetic else None,
         "replicas": run.job.strategy.num_replicas_in_sync,

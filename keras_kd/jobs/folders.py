@@ -5,6 +5,7 @@ else a path under `<saved_models_dir>/<dataset slug>/`:
 
     teachers        teacher members          <root>/<dataset>/teachers
     controls        independent students     <root>/<dataset>/controls
+    references      the paper's references   <root>/<dataset>/references
     teacher_cache   disk caches of logits    <root>/<dataset>/teacher_cache
     generator       the gan stage's file     <root>/<dataset>/gan/generator.keras
     gan             the GAN job's folder     <root>/<dataset>/gan
@@ -27,6 +28,7 @@ import os
 _FOLDERS = {
     "teachers": ("teacher.directory", lambda config: ("teachers",)),
     "controls": ("control.directory", lambda config: ("controls",)),
+    "references": ("reference.directory", lambda config: ("references",)),
     "teacher_cache": ("cache.directory", lambda config: ("teacher_cache",)),
     "generator": ("distillation_set.generator", lambda config: ("gan", "generator.keras")),
     "gan": ("output.directory", lambda config: ("gan",)),

@@ -44,9 +44,11 @@ def read_history(path, epochs):
     return history
 
 
-# The columns of the table that sets the distilled student beside the control.
-CONTROL_COLUMNS = ("agreement", "control_agreement", "predictive_kl", "control_predictive_kl",
-                   "student_accuracy", "control_accuracy", "student_nll", "control_nll")
+# The columns of the table that sets the distilled student beside its references.
+CONTROL_COLUMNS = ("agreement", "control_agreement", "reference_agreement", "predictive_kl",
+                   "control_predictive_kl", "reference_predictive_kl", "student_accuracy",
+                   "control_accuracy", "reference_accuracy", "student_nll", "control_nll",
+                   "reference_nll")
 
 
 def report_markdown(report):
@@ -79,7 +81,8 @@ def _run_lines(report):
         f"examples of shape {tuple(dataset.get('input_shape', ()))}.{generated}",
         "",
         evaluation.markdown_table(report["splits"], [
-            name for name in evaluation.METRIC_NAMES if not name.startswith("control")]),
+            name for name in evaluation.METRIC_NAMES
+            if not name.startswith(("control", "reference"))]),
         "",
         "Agreement and predictive KL (nats) compare the student with the teacher "
         f"at temperature 1; ECE is each model's calibration against labels "
@@ -95,20 +98,26 @@ def _run_lines(report):
 
 
 def _control_lines(report):
-    """The table that sets the student beside the control, if there is one."""
-    control = report.get("control")
-    if not control:
+    """The table that sets the student beside its references, if there is one."""
+    control, reference = report.get("control"), report.get("reference")
+    if not control and not reference:
         return []
-    return [
-        "",
-        "## Distilled student and control",
-        "",
-        evaluation.markdown_table(report["splits"], CONTROL_COLUMNS),
-        "",
-        f"The control is a `{report['config']['student_arch']}` trained on the labels alone "
-        f"with the student's budget, from seed {control['seed']} "
-        f"({'reused' if control['reused'] else 'trained in this run'}: "
-        f"`{control['path']}`). Two models of similar accuracy agree on many "
-        "examples whatever they learned: the student's agreement above the "
-        "control's is what distillation bought.",
-    ]
+    lines = ["", "## Distilled student and its references", "",
+             evaluation.markdown_table(report["splits"], CONTROL_COLUMNS), ""]
+    if reference:
+        lines.append(
+            "The reference (the paper's, its section 3.2) is a student distilled by the "
+            f"identical procedure from an independent teacher (seed {reference['seed']}, "
+            f"{'reused' if reference['reused'] else 'distilled in this run'}: "
+            f"`{reference['path']}`); its agreement with this run's teacher is what two "
+            "students of one procedure share without sharing a teacher.")
+    if control:
+        lines.append(
+            f"The control is a `{report['config']['student_arch']}` trained on the labels "
+            f"alone ({control.get('num_train', '?')} examples, {control.get('epochs', '?')} "
+            f"epochs: the student's steps), from seed {control['seed']} "
+            f"({'reused' if control['reused'] else 'trained in this run'}: "
+            f"`{control['path']}`). Two models of similar accuracy agree on many "
+            "examples whatever they learned: the student's agreement above the "
+            "references' is what distillation bought.")
+    return lines
