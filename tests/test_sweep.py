@@ -23,12 +23,14 @@ EXPERIMENTS = sorted(
 # Experiments on data that must be downloaded: not in the offline study; their code paths
 # run under TFDS mock data (tests/test_text.py).
 DOWNLOADED = ("imdb",)
-STUDY = [name for name in EXPERIMENTS if name not in DOWNLOADED]
+# One seed by design: it chooses the study's budgets.
+CALIBRATION = ("budget_calibration",)
+STUDY = [name for name in EXPERIMENTS if name not in DOWNLOADED + CALIBRATION]
 
 
 def test_the_study_has_its_experiments():
     assert EXPERIMENTS == [
-        "augmentation", "capacity", "data_recycling", "digits_augmentation", "digits_success",
+        "augmentation", "budget_calibration", "capacity", "data_recycling", "digits_augmentation", "digits_success",
         "ensemble_size", "gan_growth", "imdb", "initialization", "loss_surface", "optimization",
         "self_distillation", "temperature_alpha",
     ]
@@ -46,7 +48,8 @@ def _dry_run(capsys, *args):
     return capsys.readouterr().out.strip().splitlines()
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", [name for name in EXPERIMENTS
+                                        if name not in CALIBRATION])
 def test_every_experiment_lists_its_runs(tmp_path, capsys, experiment):
     out = _dry_run(capsys, f"--experiment={experiment}", "--dry_run",
                    f"--saved_models_dir={tmp_path}")
@@ -84,6 +87,18 @@ def test_experiments_run_in_the_papers_settings(tmp_path, experiment):
         if experiment != "capacity":  # students of the members' architecture
             assert student.arch == teacher.arch
         assert config.control.enabled
+
+
+def test_the_budget_calibration_runs_the_papers_recipes_at_doubling_budgets(tmp_path):
+    runs = _planned_configs(tmp_path, "budget_calibration")
+    assert [run.config.student.epochs for run in runs] == [60, 120, 240, 480, 960]
+    for run in runs:
+        config, teacher, student = run.config, run.config.teacher_spec(), run.config.student_spec()
+        assert (teacher.optimizer, teacher.lr, teacher.batch_size) == ("sgd", 0.1, 256)
+        assert (student.optimizer, student.lr, student.batch_size) == ("sgd", 0.05, 128)
+        assert teacher.weight_decay_type == student.weight_decay_type == "coupled"
+        assert config.student.epochs == 1.5 * teacher.epochs  # the paper's 3x steps at half the batch
+        assert config.distillation_set.policy == "shift"  # the teachers' augmentation
 
 
 def test_the_initialization_experiment_scales_the_learning_rate(tmp_path, capsys):
