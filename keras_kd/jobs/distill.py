@@ -217,10 +217,10 @@ def _reference(run):
         config = run.config.reference_config()
         return reference_lib.reference_student(
             config, result_key(config), run.folder("references"), run.job.strategy,
-            run.verbose, distill=run_reference)
+            run.verbose, distill=_run_reference)
 
 
-def run_reference(config, output_dir, verbose):
+def _run_reference(config, output_dir, verbose):
     """Runs the reference's distill job into `output_dir`; returns its report."""
     return run(dataclasses.replace(
         config, output=dataclasses.replace(config.output, directory=output_dir)), verbose)
