@@ -93,4 +93,4 @@ def test_report_markdown_sets_the_student_beside_the_control():
     assert "10 equal-width confidence bins" in text and "num_train=200" in text
     assert "control_agreement" not in text.split("## Distilled student and its references")[0]
     report["control"] = None
-    assert "## Distilled student and control" not in report_lib.report_markdown(report)
+    assert "## Distilled student and its references" not in report_lib.report_markdown(report)

@@ -114,7 +114,7 @@ def test_distill_on_mnist1d_with_a_signal_policy_reports_the_control(tmp_path):
             assert np.isfinite(row[name]), (split, name)
     assert not report["control"]["reused"] and "controls" in report["control"]["path"]
     assert "control_agreement" in result.stdout
-    assert "## Distilled student and control" in open(report["artifacts"]["report_md"]).read()
+    assert "## Distilled student and its references" in open(report["artifacts"]["report_md"]).read()
 
     # Another distillation of the same student reuses the control; --nocontrol skips it.
     _run("distill", *MNIST1D, "--temperature=2", data, f"--saved_models_dir={saved}")
