@@ -2,6 +2,8 @@
 
 import os
 
+import keras
+import numpy as np
 import pytest
 
 from keras_kd import config as config_lib
@@ -31,3 +33,34 @@ def test_reference_is_distilled_from_the_next_seeds_teacher_and_reused(tmp_path)
                         verbose=0)
     assert third["reference"]["reused"] is True
     assert third["splits"]["test"]["reference_agreement"] == test["reference_agreement"]
+
+
+def _weights(path):
+    return [np.asarray(w) for w in keras.saving.load_model(path).get_weights()]
+
+
+@pytest.mark.slow
+def test_a_runs_student_is_the_previous_seeds_reference(tmp_path):
+    config = config_lib.override(configs.DistillConfig(), {
+        "dataset": "mnist1d:num_train=200,num_test=100", "teacher_arch": "mlp",
+        "student_arch": "mlp", "members": 1, "teacher_epochs": 2, "epochs": 2,
+        "reference": True, "control": False, "saved_models_dir": str(tmp_path)})
+    # Seed 5 publishes its student; seed 4's reference is that student, not a new one.
+    later = distill.run(config_lib.override(config, {"seed": 5}), verbose=0)
+    earlier = distill.run(config_lib.override(config, {"seed": 4}), verbose=0)
+    assert earlier["reference"]["reused"] is True and earlier["reference"]["seed"] == 5
+    for published, trained in zip(_weights(earlier["reference"]["path"]),
+                                  _weights(later["artifacts"]["keras"])):
+        np.testing.assert_array_equal(published, trained)
+    assert earlier["splits"]["test"]["reference_accuracy"] == pytest.approx(
+        later["splits"]["test"]["student_accuracy"])
+    # What the student-only config leaves out does not change the student: a run
+    # with its own control, reference and fidelity curve trains the one its
+    # previous seed distilled as a reference.
+    first = distill.run(config_lib.override(config, {"seed": 0}), verbose=0)
+    second = distill.run(config_lib.override(
+        config, {"seed": 1, "control": True, "fidelity_curve": "every:1"}), verbose=0)
+    assert first["reference"]["reused"] is False
+    for distilled, trained in zip(_weights(first["reference"]["path"]),
+                                  _weights(second["artifacts"]["keras"])):
+        np.testing.assert_allclose(distilled, trained, rtol=1e-6, atol=1e-7)

@@ -178,9 +178,12 @@ class Reference(Config):
     The independent teacher is the ensemble the same recipe trains from the
     next seed (`training.seed + 1`), so in a sweep over seeds it is another
     run's teacher, trained once. The reference student is that seed's
-    distill run (without control or reference of its own), trained once and
-    reused by key; its agreement with *this* run's teacher is what two
-    students of one procedure share without sharing a teacher.
+    student: a run with a reference publishes its own student as the
+    reference of the previous seed, so a sweep over seeds distills only the
+    last seed's reference; otherwise it is distilled (without control or
+    reference of its own) and reused by key. Its agreement with *this* run's
+    teacher is what two students of one procedure share without sharing a
+    teacher.
     """
 
     enabled: bool = setting(
@@ -376,18 +379,26 @@ class DistillConfig(Config):
             seed=seeds.derived_seed(self.training.seed, "control"),
         )
 
-    def reference_config(self):
-        """The distill config of this run's reference student (see `Reference`):
-        the same settings at the next seed, with no control, reference, loss
-        plane or fidelity curve of its own (none changes its training)."""
+    def student_only_config(self, seed=None):
+        """This run's student alone: the same settings (at `seed`, if given)
+        with no control, reference, loss plane, fidelity curve or output
+        folder of its own, none of which changes how the student trains. Two
+        runs whose student-only configs share a result key train the same
+        student, so one run's student serves as another's reference."""
+        seed = self.training.seed if seed is None else seed
         return dataclasses.replace(
             self,
-            training=dataclasses.replace(self.training, seed=(self.training.seed + 1) % 2**31),
+            training=dataclasses.replace(self.training, seed=seed),
             control=dataclasses.replace(self.control, enabled=False),
             reference=dataclasses.replace(self.reference, enabled=False),
             output=dataclasses.replace(self.output, directory=None),
             loss_plane=0, fidelity_curve=f"every:{self.student.epochs}",
         )
+
+    def reference_config(self):
+        """The distill config of this run's reference student (see `Reference`):
+        the student-only config (`student_only_config`) at the next seed."""
+        return self.student_only_config(seed=(self.training.seed + 1) % 2**31)
 
     def training_epochs(self):
         """The epochs of training a run does when it reuses nothing: each

@@ -154,14 +154,22 @@ def run(config, verbose="auto"):
     with job.timed("teachers_s"):
         members, teacher = teachers_lib.ensemble(config, data, job, verbose)
     control, control_record = _control(distill_run)
-    reference, reference_record = _reference(distill_run)
     with job.timed("distillation_set_s"):
         distill_set, steps_per_epoch = _distillation_set(distill_run, teacher)
-    with job.timed("distill_s"):
-        student, distiller, start, initial_weights = _student(
-            distill_run, teacher, steps_per_epoch)
-        initial_epoch, history_path = _fit(
-            distill_run, distiller, distill_set, steps_per_epoch)
+    held = _claim_reference_slot(distill_run)
+    try:
+        with job.timed("distill_s"):
+            student, distiller, start, initial_weights = _student(
+                distill_run, teacher, steps_per_epoch)
+            initial_epoch, history_path = _fit(
+                distill_run, distiller, distill_set, steps_per_epoch)
+        if held is not None:
+            reference_lib.publish(held, student, evaluation.fidelity_metrics(
+                teacher, student, distill_run.batched("test"), num_bins=config.ece_bins))
+    finally:
+        if held is not None:
+            held.release()
+    reference, reference_record = _reference(distill_run)
     with job.timed("evaluate_s"):
         splits = _evaluate(distill_run, teacher, student, control, reference, distill_set)
     plane = None
@@ -207,6 +215,17 @@ def _control(run):
         return control_lib.independent_student(
             run.config, labeled, run.job.strategy, run.verbose,
             os.path.join(run.job.backup_root, "control"), epochs=epochs)
+
+
+def _claim_reference_slot(run):
+    """With a reference, the hold on the slot this run's own student fills as
+    the previous seed's reference (`keras_kd.jobs.reference.claim`), or `None`.
+    Across hosts a run does not publish: only the chief could write it, and
+    evaluating it there alone would stall the other workers."""
+    if not run.config.reference.enabled or distribute.is_multi_worker(run.job.strategy):
+        return None
+    own = run.config.student_only_config()
+    return reference_lib.claim(own, result_key(own), run.folder("references"))
 
 
 def _reference(run):

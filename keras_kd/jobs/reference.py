@@ -8,6 +8,7 @@ share without sharing a teacher. `keras_kd.jobs.control` holds the other
 reference, a model trained on the labels alone.
 """
 
+import dataclasses
 import json
 import os
 
@@ -17,6 +18,73 @@ from keras_kd.jobs import lock as lock_lib
 from keras_kd.jobs import teachers as teachers_lib
 
 RECORD = "reference.json"
+# The file of a reference published by the run that trained it (`publish`).
+PUBLISHED_MODEL = "student.keras"
+
+
+@dataclasses.dataclass
+class Claim:
+    """A run's hold on the reference slot its own student fills (`claim`)."""
+
+    lock: lock_lib.FolderLock
+    folder: str
+    key: str
+    seed: int
+
+    def release(self):
+        """Gives the slot up, published or not."""
+        self.lock.release()
+
+
+def claim(config, key, directory):
+    """Claims the reference slot that a run's own student fills, if it is free.
+
+    A run's student is the reference of the run at the previous seed (that
+    run's `reference_config()` is this run's `student_only_config()`). The
+    run holds the slot while it trains its student, so the previous seed's
+    run waits for that student (`reference_student`) rather than distilling
+    the same one again, and then `publish`es it.
+
+    Args:
+        config: the run's `DistillConfig.student_only_config()`.
+        key: its result key.
+        directory: the references folder.
+
+    Returns:
+        A held `Claim`, or `None` when the slot is filled already (a record
+        of `key`) or another run holds it.
+    """
+    folder = os.path.join(directory, config.run_name())
+    if _finished(folder, key) is not None:
+        return None
+    folder_lock = lock_lib.FolderLock(folder, "a run training this reference as its student")
+    try:
+        folder_lock.acquire()
+    except lock_lib.FolderInUseError:
+        return None
+    if _finished(folder, key) is not None:  # filled between the look and the lock
+        folder_lock.release()
+        return None
+    return Claim(folder_lock, folder, key, config.training.seed)
+
+
+def publish(held, student, test):
+    """Saves a run's trained student as the reference its `Claim` holds, then
+    releases it.
+
+    Args:
+        held: the run's `Claim`.
+        student: the trained student.
+        test: its test-split metrics (`keras_kd.evaluation.fidelity_metrics`
+            against its own teacher).
+    """
+    try:
+        path = os.path.join(held.folder, PUBLISHED_MODEL)
+        student.save(path)
+        export.write_json(_record(held.key, path, held.seed, test),
+                          os.path.join(held.folder, RECORD))
+    finally:
+        held.release()
 
 
 def reference_student(config, key, directory, strategy, verbose, distill):
@@ -47,14 +115,8 @@ def reference_student(config, key, directory, strategy, verbose, distill):
         reused = record is not None
         if not reused:
             report = distill(config, folder, verbose)
-            test = report["splits"]["test"]
-            record = {
-                "key": key, "path": report["artifacts"]["keras"],
-                "sha256": digests.file_digest(report["artifacts"]["keras"]),
-                "seed": config.training.seed, "test_accuracy": test["student_accuracy"],
-                "test_agreement_with_its_teacher": test["agreement"],
-                "teacher_test_accuracy": test["teacher_accuracy"],
-            }
+            record = _record(key, report["artifacts"]["keras"], config.training.seed,
+                             report["splits"]["test"])
             export.write_json(record, os.path.join(folder, RECORD))
     finally:
         folder_lock.release()
@@ -62,6 +124,15 @@ def reference_student(config, key, directory, strategy, verbose, distill):
         model = teachers_lib.member_model(record["path"])
     return model, {**{name: value for name, value in record.items()
                       if name not in ("key", "sha256")}, "reused": reused}
+
+
+def _record(key, path, seed, test):
+    return {
+        "key": key, "path": path, "sha256": digests.file_digest(path), "seed": seed,
+        "test_accuracy": test["student_accuracy"],
+        "test_agreement_with_its_teacher": test["agreement"],
+        "teacher_test_accuracy": test["teacher_accuracy"],
+    }
 
 
 def _finished(folder, key):
