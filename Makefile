@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 1
 
-.PHONY: demo test test-all install clean
+# The study's experiments (docs/results.md), in the order `make study` runs them: later
+# sweeps reuse the runs earlier ones finished (the same settings, the same result).
+STUDY := budget_calibration self_distillation ensemble_size augmentation capacity \
+	temperature_alpha gan_growth data_recycling success initialization loss_surface optimization
+
+.PHONY: demo test test-all study install clean
 
 install: $(STAMP)
 
@@ -24,6 +29,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
+
+study: $(STAMP)
+	for experiment in $(STUDY); do $(PY) -m launch.sweep --experiment=$$experiment || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

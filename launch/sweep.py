@@ -106,6 +106,13 @@ _FIXED = ("seed", "output_dir")
 _FOLDER_FLAGS = "--experiments_dir, --saved_models_dir"
 
 
+def _start_order(config):
+    """What runs start first: the longest, and among equal ones the highest
+    seed, since with `--reference` a run's student is the previous seed's
+    reference: that run then waits for it rather than distilling it again."""
+    return config.training_epochs(), config.training.seed
+
+
 def available_experiments():
     """The names of the flagfiles in launch/experiments."""
     return sorted(
@@ -333,7 +340,7 @@ def main(argv):
         functools.partial(jobs.distill.run, verbose=verbose),
         workers=workers, experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
         tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
-        cost=jobs.DistillConfig.training_epochs,
+        cost=_start_order,
         folder_flags=_FOLDER_FLAGS,
     )
     if FLAGS.shard:

@@ -72,3 +72,15 @@ def test_per_role_recipes_and_the_reference_config():
     assert reference.training.seed == 5
     assert not reference.reference.enabled and not reference.control.enabled
     assert reference.teacher == config.teacher and reference.student == config.student
+    assert reference.student_only_config(seed=4) == config.student_only_config()
+
+
+def test_teachers_may_keep_their_weight_decay_while_the_student_drops_it():
+    config = config_lib.override(configs.DistillConfig(), {
+        "weight_decay": 0.0, "teacher_weight_decay": 1e-4})
+    assert config.teacher_spec().weight_decay == 1e-4
+    assert config.student_spec().weight_decay == config.control_spec().weight_decay == 0.0
+    assert config_lib.override(configs.DistillConfig(), {
+        "weight_decay": 1e-3}).teacher_spec().weight_decay == 1e-3
+    with pytest.raises(ValueError, match="teacher_weight_decay"):
+        config_lib.override(configs.DistillConfig(), {"teacher_weight_decay": -1.0})

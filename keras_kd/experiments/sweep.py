@@ -278,9 +278,11 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
             needs `key`.
         workers: how many runs are done at once, each in its own process
             (this one among them).
-        cost: called as `cost(run.config)`; with several workers, the runs
-            of the highest cost start first (longest first keeps the workers
-            busy to the end). `None` keeps the order of `runs`.
+        cost: called as `cost(run.config)`, any sortable value; the runs
+            of the highest cost start first (longest first keeps several
+            workers busy to the end), ties in `runs` order; the rows still
+            come back in `runs` order. `None` keeps the
+            order of `runs`.
 
     Returns:
         The result rows, in `runs` order.
@@ -325,13 +327,13 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         if tables:
             results_lib.write_results(_in_order(rows), output_dir, description)
 
+    if cost is not None:
+        todo.sort(key=lambda item: cost(item[2].config), reverse=True)  # stable
     if workers == 1 or len(todo) <= 1:
         with trace_cache.TraceCache().activated():
             for index, prefix, run, run_key in todo:
                 finished(index, prefix, run, run_key, *_timed_run(job, run.config))
     else:
-        if cost is not None:
-            todo.sort(key=lambda item: -cost(item[2].config))  # stable: ties keep their order
         _run_in_workers(todo, job, min(workers, len(todo)), finished)
     rows = _in_order(rows)
     if tables:

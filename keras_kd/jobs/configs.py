@@ -70,6 +70,10 @@ class Teacher(Config):
         None, "Batch size of the teacher members (default: --batch_size).",
         flag="teacher_batch_size", lower=1,
     )
+    weight_decay: float | None = setting(
+        None, "Weight decay of the teacher members (default: --weight_decay; of the "
+        "kind --weight_decay_type says).", flag="teacher_weight_decay", lower=0.0,
+    )
     augment: str = like(
         ClassifierSpec, "augment", help="Augmentation the teacher members are trained "
         "with: label-keeping policy stages joined with '+' (shift on signals, crop_flip "
@@ -98,7 +102,8 @@ class Teacher(Config):
             batch_size=self.batch_size or training.batch_size,
             optimizer=self.optimizer or training.optimizer,
             lr=training.lr if self.lr is None else self.lr,
-            weight_decay=training.weight_decay,
+            weight_decay=(training.weight_decay if self.weight_decay is None
+                          else self.weight_decay),
             weight_decay_type=training.weight_decay_type,
             seed=training.seed,
             augment=self.augment,
@@ -367,6 +372,7 @@ class DistillConfig(Config):
             self.teacher_spec(), arch=self.student.arch, epochs=self.student.epochs,
             batch_size=self.training.batch_size, optimizer=self.training.optimizer,
             lr=self.training.lr * self.student.lr_scale(),
+            weight_decay=self.training.weight_decay,
         )
 
     def control_spec(self, epochs=None):

@@ -156,19 +156,8 @@ def run(config, verbose="auto"):
     control, control_record = _control(distill_run)
     with job.timed("distillation_set_s"):
         distill_set, steps_per_epoch = _distillation_set(distill_run, teacher)
-    held = _claim_reference_slot(distill_run)
-    try:
-        with job.timed("distill_s"):
-            student, distiller, start, initial_weights = _student(
-                distill_run, teacher, steps_per_epoch)
-            initial_epoch, history_path = _fit(
-                distill_run, distiller, distill_set, steps_per_epoch)
-        if held is not None:
-            reference_lib.publish(held, student, evaluation.fidelity_metrics(
-                teacher, student, distill_run.batched("test"), num_bins=config.ece_bins))
-    finally:
-        if held is not None:
-            held.release()
+    student, distiller, start, initial_weights, initial_epoch, history_path = _train_student(
+        distill_run, teacher, distill_set, steps_per_epoch)
     reference, reference_record = _reference(distill_run)
     with job.timed("evaluate_s"):
         splits = _evaluate(distill_run, teacher, student, control, reference, distill_set)
@@ -215,6 +204,24 @@ def _control(run):
         return control_lib.independent_student(
             run.config, labeled, run.job.strategy, run.verbose,
             os.path.join(run.job.backup_root, "control"), epochs=epochs)
+
+
+def _train_student(run, teacher, distill_set, steps_per_epoch):
+    """Builds and fits the student, holding (then filling) the reference slot it
+    fills for the previous seed; returns `(student, distiller, start,
+    initial_weights, initial_epoch, history_path)`."""
+    held = _claim_reference_slot(run)
+    try:
+        with run.job.timed("distill_s"):
+            student, distiller, start, initial_weights = _student(run, teacher, steps_per_epoch)
+            initial_epoch, history_path = _fit(run, distiller, distill_set, steps_per_epoch)
+        if held is not None:
+            reference_lib.publish(held, student, evaluation.fidelity_metrics(
+                teacher, student, run.batched("test"), num_bins=run.config.ece_bins))
+    finally:
+        if held is not None:
+            held.release()
+    return student, distiller, start, initial_weights, initial_epoch, history_path
 
 
 def _claim_reference_slot(run):
