@@ -94,3 +94,21 @@ def test_report_markdown_sets_the_student_beside_the_control():
     assert "control_agreement" not in text.split("## Distilled student and its references")[0]
     report["control"] = None
     assert "## Distilled student and its references" not in report_lib.report_markdown(report)
+
+
+@pytest.mark.parametrize("distill_data, distilled", [
+    ("teacher", slice(0, 100)), ("fresh", slice(100, 200)), ("all", slice(0, 200))])
+def test_the_control_learns_only_the_teachers_labels(tmp_path, distill_data, distilled):
+    from keras_kd.jobs import distill
+
+    config = _config(tmp_path, teacher_data_fraction=0.5, distill_data=distill_data, epochs=6)
+    data = keras_kd.data.load(DATASET, data_dir=str(tmp_path / "data"))
+    run = distill._Run(config, data, job=None, verbose=0)
+    inputs = np.stack([x for x, _ in data.train.as_numpy_iterator()])
+    labeled = np.stack([x for x, _ in run.labeled_data.train.as_numpy_iterator()])
+    np.testing.assert_array_equal(labeled, inputs[:100])  # D0: the teachers' examples
+    student = np.stack([x for x, _ in run.distill_data.train.as_numpy_iterator()])
+    np.testing.assert_array_equal(student, inputs[distilled])
+    # As many examples as the student's epochs take, so D1's labels buy no extra steps.
+    epochs = control_lib.matching_epochs(6, len(student), len(labeled))
+    assert epochs * len(labeled) == 6 * len(student)
