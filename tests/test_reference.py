@@ -11,12 +11,17 @@ from keras_kd.jobs import configs
 from keras_kd.jobs import distill
 
 
-@pytest.mark.slow
-def test_reference_is_distilled_from_the_next_seeds_teacher_and_reused(tmp_path):
-    config = config_lib.override(configs.DistillConfig(), {
+def _tiny_config(tmp_path):
+    """Self-distillation of an MLP for two epochs, with the paper's reference."""
+    return config_lib.override(configs.DistillConfig(), {
         "dataset": "mnist1d:num_train=200,num_test=100", "teacher_arch": "mlp",
         "student_arch": "mlp", "members": 1, "teacher_epochs": 2, "epochs": 2,
         "reference": True, "control": False, "saved_models_dir": str(tmp_path)})
+
+
+@pytest.mark.slow
+def test_reference_is_distilled_from_the_next_seeds_teacher_and_reused(tmp_path):
+    config = _tiny_config(tmp_path)
     report = distill.run(config, verbose=0)
     reference = report["reference"]
     assert reference["seed"] == 1 and not reference["reused"]
@@ -41,10 +46,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_a_runs_student_is_the_previous_seeds_reference(tmp_path):
-    config = config_lib.override(configs.DistillConfig(), {
-        "dataset": "mnist1d:num_train=200,num_test=100", "teacher_arch": "mlp",
-        "student_arch": "mlp", "members": 1, "teacher_epochs": 2, "epochs": 2,
-        "reference": True, "control": False, "saved_models_dir": str(tmp_path)})
+    config = _tiny_config(tmp_path)
     # Seed 5 publishes its student; seed 4's reference is that student, not a new one.
     later = distill.run(config_lib.override(config, {"seed": 5}), verbose=0)
     earlier = distill.run(config_lib.override(config, {"seed": 4}), verbose=0)
