@@ -37,7 +37,7 @@ import typing
 
 
 def setting(default, help, *, flag=None, choices=None, lower=None, upper=None, above=None,
-            below=None, shapes_result=True):
+            below=None, shapes_result=True, preset=False):
     """A config leaf: its default, help and constraints.
 
     Args:
@@ -50,10 +50,13 @@ def setting(default, help, *, flag=None, choices=None, lower=None, upper=None, a
         shapes_result: `False` for a setting of where a run writes or how it
             runs (a folder, a strategy), which leaves what it computes
             unchanged: it stays out of `result_settings`, so out of every key.
+        preset: a setting that names other settings' values (a recipe):
+            `override` applies every other setting first, then hands the
+            presets it was given to the config's `apply_presets`.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "lower": lower,
                 "upper": upper, "above": above, "below": below,
-                "shapes_result": shapes_result}
+                "shapes_result": shapes_result, "preset": preset}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -103,6 +106,11 @@ class Config:
 
     def check(self):
         """Cross-field checks; raise a ValueError naming the setting."""
+
+    def apply_presets(self, presets):
+        """This config with the preset settings `{flag name: value}` applied
+        (see `setting(..., preset=True)`); override where a config has some."""
+        raise NotImplementedError(f"{type(self).__name__} has no preset settings.")
 
 
 def _check_setting(config, field):
@@ -243,6 +251,10 @@ def override(config, settings):
         config: a `Config`.
         settings: `{flag name: value}`.
 
+    Preset settings (`setting(..., preset=True)`, such as a recipe) are
+    applied last, by the config's `apply_presets`, to the config the other
+    settings give.
+
     Raises:
         ValueError: a name that is not one of the config's flags, or a value
             its constraints refuse.
@@ -253,14 +265,25 @@ def override(config, settings):
         raise ValueError(
             f"Not settings of {type(config).__name__}: {unknown}; expected among {sorted(paths)}."
         )
+    presets = preset_flags(type(config))
     nested = {}
     for name, value in settings.items():
+        if name in presets:
+            continue
         node = nested
         *parents, leaf = paths[name].split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return _replace(config, nested)
+    config = _replace(config, nested)
+    given = {name: value for name, value in settings.items() if name in presets}
+    return config.apply_presets(given) if given else config
+
+
+def preset_flags(config_class):
+    """The flag names of `config_class`'s preset settings."""
+    return {flag_name(field) for _, field, _ in leaf_settings(config_class)
+            if field.metadata.get("preset")}
 
 
 def _replace(config, changes):
@@ -320,6 +343,9 @@ def _parse_text(name, kind, optional, text):
 def command_line(config):
     """The flags that set `config` from the defaults of its class, as arguments.
 
+    Preset settings (a recipe) are left out: the settings they gave are
+    written out instead.
+
     Example:
 
     >>> @dataclasses.dataclass(frozen=True)
@@ -330,8 +356,11 @@ def command_line(config):
     ['--epochs=3', '--fast']
     """
     defaults = flat(type(config)())
+    presets = preset_flags(type(config))
     args = []
     for name, value in flat(config).items():
+        if name in presets:
+            continue  # a preset's settings are written out; it would apply twice
         if value == defaults[name] and type(value) is type(defaults[name]):
             continue
         if isinstance(value, bool):

@@ -1,6 +1,7 @@
 """`Distiller`: a `keras.Model` that trains a student to match a teacher."""
 
 import contextlib
+import inspect
 import re
 import warnings
 
@@ -16,12 +17,29 @@ from keras_kd import losses
 from keras_kd import models
 
 
-def check_hyperparameters(alpha, temperature):
-    """Raises a ValueError naming `alpha` or `temperature` if out of range."""
-    if isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; got alpha={alpha!r}.")
-    if isinstance(temperature, bool) or not 0.0 < float(temperature) < float("inf"):
-        raise ValueError(f"temperature must be > 0 and finite; got temperature={temperature!r}.")
+def distillation_loss_of(loss=None, alpha=None, temperature=None):
+    """The `keras_kd.losses.DistillationLoss` a `Distiller` is built with.
+
+    `loss` is a loss object, or the name of a registered loss (default
+    `"kl"`), built with `alpha` (default 0) and `temperature` (default 4).
+    A loss object carries its own settings, so `alpha` and `temperature`
+    must then be left unset.
+    """
+    if loss is None or isinstance(loss, str):
+        return losses.get(
+            "kl" if loss is None else loss, alpha=0.0 if alpha is None else alpha,
+            temperature=4.0 if temperature is None else temperature)
+    if not isinstance(loss, losses.DistillationLoss):
+        raise TypeError(
+            f"loss must be a keras_kd.losses.DistillationLoss or the name of one "
+            f"({sorted(losses.LOSSES)}); got {loss!r}.")
+    given = [name for name, value in (("alpha", alpha), ("temperature", temperature))
+             if value is not None]
+    if given:
+        raise ValueError(
+            f"Distiller got loss={loss!r} and {', '.join(given)}: a loss object carries its "
+            "own settings; set them on the loss (or pass the loss by name).")
+    return loss
 
 
 def _check_class_counts(student_classes, teacher_classes, teacher_name="teacher"):
@@ -56,21 +74,24 @@ def _check_models(student, teacher):
 class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     """Trains a student on a blend of hard labels and a teacher's soft targets.
 
-    The per-example loss is
+    The per-example loss is a `keras_kd.losses.DistillationLoss`; the
+    default, `KLDistillation`, is
 
         alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
 
-    for teacher logits `t`, student logits `s` and temperature `T`, averaged
-    over the *global* batch so that a step is the same on one device, N
-    replicas or N workers. The student's regularization losses are added.
+    for teacher logits `t`, student logits `s` and temperature `T`. It is
+    averaged over the *global* batch so that a step is the same on one
+    device, N replicas or N workers, and the student's regularization
+    losses are added.
     The teacher is called with `training=False` and never trained; batches
     that carry precomputed teacher logits skip it (see `keras_kd.batch`).
 
     Calling the distiller calls the student, so `predict`, `export` and
     `save` work as for any model; `export` writes the student alone.
 
-    `fit` and `evaluate` report `loss` (the blended loss), its terms
-    `hard_loss` (`alpha * CE`) and `soft_loss` (`(1 - alpha) * T^2 * KL`),
+    `fit` and `evaluate` report `loss` (the distillation loss), its terms
+    `hard_loss` and `soft_loss` (`alpha * CE` and `(1 - alpha) * T^2 * KL`
+    for the default; see `DistillationLoss.compute_terms`),
     and the `keras_kd.fidelity.Fidelity` metrics: `student_accuracy`
     (against labels), `agreement` and `predictive_kl` (student against
     teacher, at temperature 1) and `student_ece` (the student's calibration),
@@ -90,9 +111,14 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     Args:
         teacher: a Keras model (or `keras_kd.Ensemble`) returning logits.
         student: a Keras model returning logits.
-        alpha: weight of the hard-label loss, in [0, 1]; 0 is pure
-            distillation.
-        temperature: softening temperature of the soft loss, > 0.
+        loss: a `keras_kd.losses.DistillationLoss`, or the name of a
+            registered one (`keras_kd.losses.LOSSES`: `"kl"`, the default,
+            `"reverse_kl"`, `"logit_mse"`). Saved and reloaded with the
+            Distiller (register a loss of your own as a Keras serializable).
+        alpha: weight of the hard-label loss, in [0, 1]; 0 (the default) is
+            pure distillation. With a loss given by name only.
+        temperature: softening temperature of the soft loss, > 0 (default
+            4). With a loss given by name only.
 
     Example:
 
@@ -105,14 +131,16 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     >>> history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0)
     >>> sorted(history.history)
     ['agreement', 'hard_loss', 'loss', 'predictive_kl', 'soft_loss', 'student_accuracy', 'student_ece']
+    >>> keras_kd.Distiller(teacher=teacher, student=student, loss="logit_mse").distillation_loss
+    LogitMatching(alpha=0.0, temperature=4.0)
     """
 
-    def __init__(self, *args, teacher=None, student=None, alpha=0.0, temperature=4.0,
-                 **kwargs):
+    def __init__(self, *args, teacher=None, student=None, loss=None, alpha=None,
+                 temperature=None, **kwargs):
         _check_roles(args, teacher, student)
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
-        check_hyperparameters(alpha, temperature)
+        distillation_loss = distillation_loss_of(loss, alpha, temperature)
         _check_class_counts(models.num_classes(student), models.num_classes(teacher))
         _check_models(student, teacher)
         # The teacher's own `trainable` is left as the user set it: only the
@@ -121,14 +149,23 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
         # here and a student elsewhere.
         self.student = student
         self.teacher = teacher
-        self.alpha = float(alpha)
-        self.temperature = float(temperature)
+        self.distillation_loss = distillation_loss
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
         self.fidelity = fidelity_lib.Fidelity()
         if student.built:
             self.built = True
+
+    @property
+    def alpha(self):
+        """The loss's weight of the hard labels (`None` for a loss without one)."""
+        return getattr(self.distillation_loss, "alpha", None)
+
+    @property
+    def temperature(self):
+        """The loss's temperature (`None` for a loss without one)."""
+        return getattr(self.distillation_loss, "temperature", None)
 
     @property
     def trainable_weights(self):
@@ -155,13 +192,14 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
 
         Args:
             optimizer: the student's optimizer.
-            loss: must be `None`: the loss is set by `alpha` and `temperature`.
+            loss: must be `None`: the loss is the Distiller's (`loss=` of the
+                constructor).
             metrics: optional extra metrics of the student against labels.
             **kwargs: passed to `keras.Model.compile`.
         """
         if loss is not None:
             raise ValueError(
-                "A Distiller computes its own loss from alpha and temperature; "
+                "A Distiller's loss is given when it is built, Distiller(..., loss=...); "
                 f"compile it without `loss` (got loss={loss!r})."
             )
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
@@ -305,22 +343,14 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
             teacher_logits.shape[-1],
             "teacher" if batch.teacher_logits is None else "batch's teacher_logits",
         )
-        if self.alpha > 0.0 and batch.y is None:
-            raise ValueError(
-                f"alpha={self.alpha} weights a hard-label loss, but the batch "
-                "has no labels; pass labels or use alpha=0."
-            )
-        temperature = self.temperature
-        if batch.temperature is not None:
-            temperature = batch.temperature
-        terms = losses.distillation_loss_terms(
-            batch.y,
-            teacher_logits,
-            student_logits,
-            alpha=self.alpha,
-            temperature=temperature,
-            hard_label_mask=batch.hard_label_mask,
-        )
+        loss = self.distillation_loss
+        if loss.uses_labels and batch.y is None:
+            user = (f"{loss!r}: alpha={loss.alpha} weights a hard-label loss"
+                    if getattr(loss, "alpha", None) else f"The loss {loss!r} uses labels")
+            raise ValueError(f"{user}, but the batch has no labels; pass labels or use alpha=0.")
+        terms = loss.compute_terms(
+            teacher_logits, student_logits, batch.y, **_loss_extras(loss, batch))
+        terms = tuple(_per_example(term, loss) for term in terms)
         if batch.sample_weight is not None:
             weight = tf.reshape(tf.cast(batch.sample_weight, "float32"), [-1])
             terms = tuple(term * weight for term in terms)
@@ -351,8 +381,7 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
             {
                 "student": keras.saving.serialize_keras_object(self.student),
                 "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "alpha": self.alpha,
-                "temperature": self.temperature,
+                "loss": keras.saving.serialize_keras_object(self.distillation_loss),
             }
         )
         return config
@@ -360,9 +389,44 @@ class Distiller(multi_worker.MultiWorkerFit, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("student", "teacher"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("student", "teacher", "loss"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _loss_extras(loss, batch):
+    """What the batch carries beyond labels for the loss: its hard-label mask
+    and per-example temperatures, each only when present; a loss that
+    cannot take one is refused by name."""
+    extras = {name: getattr(batch, name) for name in ("hard_label_mask", "temperature")
+              if getattr(batch, name) is not None}
+    refused = [name for name in extras if not _accepts(loss, name)]
+    if refused:
+        raise TypeError(
+            f"The batches carry {', '.join(refused)} (synthetic inputs of their own, say), "
+            f"but {type(loss).__name__}.compute_loss takes no such argument; accept it (or "
+            "**kwargs) to use this distillation set.")
+    return extras
+
+
+def _accepts(loss, name):
+    method = loss.compute_loss
+    if type(loss).compute_terms is not losses.DistillationLoss.compute_terms:
+        method = loss.compute_terms
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _per_example(term, loss):
+    """A loss term as `[batch]` float32; a loss that reduced the batch itself is refused."""
+    term = tf.cast(term, "float32")
+    if term.shape.rank != 1:
+        raise ValueError(
+            f"{type(loss).__name__} returned a loss of shape {term.shape}; a distillation "
+            "loss gives one value per example, shape [batch] (the Distiller averages it "
+            "over the global batch).")
+    return term
 
 
 def _check_roles(args, teacher, student):

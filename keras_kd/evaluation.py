@@ -6,6 +6,7 @@ import keras
 
 from keras_kd import batch as batch_lib
 from keras_kd import fidelity as fidelity_lib
+from keras_kd import losses
 from keras_kd import models
 from keras_kd import trace_cache
 
@@ -26,10 +27,11 @@ def fidelity_metrics(teacher, student, dataset, num_bins=15, distillation=None,
         student: a model returning logits.
         dataset: batches in any `keras_kd.batch` format.
         num_bins: confidence bins of the calibration error.
-        distillation: an object with `alpha` and `temperature` (a
-            `keras_kd.jobs.Distillation`, or the `Distiller`) to also report
+        distillation: a `keras_kd.losses.DistillationLoss`, a `Distiller`
+            or a `keras_kd.jobs.Distillation` (see
+            `keras_kd.losses.as_distillation_loss`) to also report
             `distillation_loss`, the mean per-example loss a `Distiller` with
-            those settings minimizes; `None` to skip it.
+            that loss minimizes; `None` to skip it.
         representation: also report `linear_cka`, the linear CKA of the
             models' penultimate features (`keras_kd.models.penultimate`);
             needs functional models.
@@ -168,8 +170,8 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
         student: the student model.
         splits: a mapping from split name (`"train"`, `"test"`, ...) to batches.
         num_bins: confidence bins of the calibration error.
-        distillation: an object with `alpha` and `temperature` to report
-            `distillation_loss`.
+        distillation: a `keras_kd.losses.DistillationLoss` (see
+            `fidelity_metrics`) to report `distillation_loss`.
         representation: also report `linear_cka`, the linear CKA of the
             models' penultimate features; needs functional models.
         control: an independently trained student, to report its fidelity
@@ -180,9 +182,10 @@ def fidelity_report(teacher, student, splits, num_bins=15, distillation=None,
         `{split_name: {metric_name: value}}`.
     """
     # In a sweep, the report of a run of kept models reuses the last run's traces.
+    distillation = losses.as_distillation_loss(distillation)
     measure = trace_cache.kept(
         ("fidelity_report", teacher, student, control, reference, num_bins, representation,
-         None if distillation is None else (distillation.alpha, distillation.temperature)),
+         None if distillation is None else repr(distillation)),
         lambda: _SplitMeasure(teacher, student, num_bins, distillation, representation, control,
                               reference))
     return {name: measure(dataset) for name, dataset in splits.items()}

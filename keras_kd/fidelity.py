@@ -90,10 +90,11 @@ class Fidelity:
         num_bins: confidence bins of the calibration error.
         representation: measure the linear CKA of the teacher's and the
             student's features (`update_state(..., features=(t, s))`).
-        distillation: an object with `alpha` and `temperature` (a
-            `keras_kd.jobs.Distillation`, or the `Distiller`) to report
-            `distillation_loss`, the mean per-example loss a `Distiller`
-            with those settings minimizes (a batch's own temperatures win).
+        distillation: a `keras_kd.losses.DistillationLoss` (or what
+            `keras_kd.losses.as_distillation_loss` reads as one) to
+            report `distillation_loss`, the mean per-example loss a
+            `Distiller` with that loss minimizes (a batch's own
+            temperatures win).
         nll: measure each model's negative log-likelihood of the labels.
         control: measure a control model too (`update_state(...,
             control_logits=...)`): an independently trained student, whose
@@ -114,7 +115,7 @@ class Fidelity:
     def __init__(self, teacher_metrics=False, calibration=True, num_bins=15,
                  representation=False, distillation=None, nll=False, control=False,
                  reference=False):
-        self.distillation = distillation
+        self.distillation = losses.as_distillation_loss(distillation)
         others = [role for role, wanted in zip(REFERENCE_ROLES, (control, reference)) if wanted]
         roles = ["student"] + ["teacher"] * teacher_metrics + others
         made = {
@@ -193,22 +194,12 @@ class Fidelity:
         )
 
     def _update_distillation_loss(self, batch, teacher_logits, student_logits):
-        alpha = self.distillation.alpha
-        temperature = self.distillation.temperature
-        if batch.temperature is not None:
-            temperature = batch.temperature
-        tracker = self._metrics["distillation_loss"]
-        if batch.y is None:
-            # Without labels only the soft term is defined; it keeps its weight.
-            _, soft = losses.distillation_loss_terms(
-                None, teacher_logits, student_logits, 0.0, temperature
-            )
-            tracker.update_state((1.0 - alpha) * soft, batch.sample_weight)
-            return
-        hard, soft = losses.distillation_loss_terms(
-            batch.y, teacher_logits, student_logits, alpha, temperature, batch.hard_label_mask
-        )
-        tracker.update_state(hard + soft, batch.sample_weight)
+        # Without labels only the soft term is defined; it keeps its weight.
+        extras = {name: getattr(batch, name) for name in ("hard_label_mask", "temperature")
+                  if getattr(batch, name) is not None}
+        hard, soft = self.distillation.compute_terms(
+            teacher_logits, student_logits, batch.y, **extras)
+        self._metrics["distillation_loss"].update_state(hard + soft, batch.sample_weight)
 
     def result(self, labeled_only=True):
         """`{name: float}`; label metrics are left out when no example had a label."""

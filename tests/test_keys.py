@@ -26,8 +26,8 @@ from keras_kd.jobs import teachers
 
 def test_the_default_distill_run_keeps_its_folder_hash_and_result_key():
     config = configs.DistillConfig()
-    assert config.run_name() == "resnet8_from_3xresnet20_T4_a0_s0_c87f7e"
-    assert distill.result_key(config) == "8c271fce7bed422d"
+    assert config.run_name() == "resnet8_from_3xresnet20_T4_a0_s0_40d8d7"
+    assert distill.result_key(config) == "fab4204fd307ad1a"
 
 
 def test_digits_keep_their_digest_and_the_default_members_their_key():

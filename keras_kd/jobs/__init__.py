@@ -13,6 +13,7 @@ from keras_kd.jobs import folders
 from keras_kd.jobs import gan
 from keras_kd.jobs import lock
 from keras_kd.jobs import outline
+from keras_kd.jobs import recipes
 from keras_kd.jobs import report
 from keras_kd.jobs import teachers
 from keras_kd.jobs.configs import Cache
@@ -51,6 +52,7 @@ __all__ = [
     "gan",
     "lock",
     "outline",
+    "recipes",
     "report",
     "teachers",
 ]

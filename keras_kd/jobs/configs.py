@@ -20,6 +20,8 @@ from keras_kd import config as config_lib
 from keras_kd import digests
 from keras_kd import data as data_lib
 from keras_kd import initialization
+from keras_kd import losses
+from keras_kd.jobs import recipes
 from keras_kd import models
 from keras_kd import training as training_lib
 from keras_kd.config import Config
@@ -205,12 +207,24 @@ class Reference(Config):
 
 @dataclasses.dataclass(frozen=True)
 class Distillation(Config):
-    """The loss: `alpha * CE + (1 - alpha) * T^2 * KL` at temperature T."""
+    """The loss: by default `alpha * CE + (1 - alpha) * T^2 * KL` at temperature T."""
 
+    loss: str = setting(
+        "kl", "Distillation loss, a name registered in keras_kd.losses.LOSSES: kl (alpha * "
+        "CE + (1 - alpha) * T^2 * KL(teacher || student)), reverse_kl (KL(student || "
+        "teacher)) or logit_mse (mean squared error of the logits; T has no effect).",
+    )
     alpha: float = setting(
         0.0, "Weight of the hard-label loss; 0 is pure distillation.", lower=0.0, upper=1.0
     )
     temperature: float = setting(4.0, "Distillation temperature (> 0).", above=0.0)
+
+    def check(self):
+        losses.check_name(self.loss)
+
+    def loss_object(self):
+        """The `keras_kd.losses.DistillationLoss` these settings name."""
+        return losses.get(self.loss, alpha=self.alpha, temperature=self.temperature)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,8 +348,25 @@ class DistillConfig(Config):
         "student's initial and final weights and the teacher's (0: none; needs a "
         "one-member teacher of the student's architecture).", lower=0,
     )
+    recipe: str = setting(
+        "plain", "Recipe applied over the other settings (keras_kd.jobs.recipes): plain, "
+        "function_matching (mixup views, teacher on each), patient (4x the epochs on 32 "
+        "cached views), patient_function_matching, logit_matching (loss=logit_mse).",
+        shapes_result=False, preset=True,
+    )
+    recipe_budget: str = setting(
+        "own", "Epochs under --recipe: own (the recipe's multiple of --epochs) or equal "
+        "(--epochs as given: plain distillation's optimizer steps).", choices=("own", "equal"),
+        shapes_result=False, preset=True,
+    )
+
+    def apply_presets(self, presets):
+        """This config with the recipe in `presets` (`recipe`, `recipe_budget`) applied."""
+        return recipes.apply(self, presets.get("recipe", self.recipe),
+                             presets.get("recipe_budget", self.recipe_budget))
 
     def check(self):
+        recipes.check_name(self.recipe)
         callbacks_lib.curve_epochs(self.fidelity_curve, self.student.epochs)
         self.teacher_spec()  # validated when built: the members' optimizer and decay
         if self.distillation_set.data == "fresh" and self.teacher.data_fraction == 1.0:
@@ -354,6 +385,10 @@ class DistillConfig(Config):
             )
         if self.loss_plane == 1:
             raise ValueError("loss_plane is 0 (none) or a grid of >= 2 points per axis; got 1.")
+        if self.loss_plane and self.distillation.loss != "kl":
+            raise ValueError(
+                f"loss_plane={self.loss_plane} draws the study's T^2 * KL on the plane; got "
+                f"loss={self.distillation.loss!r}: use loss=kl, or loss_plane=0.")
         if self.loss_plane and not same_weights:
             raise ValueError(
                 f"loss_plane={self.loss_plane} draws the plane through the student's and "
@@ -425,6 +460,8 @@ class DistillConfig(Config):
             f"_T{self.distillation.temperature:g}_a{self.distillation.alpha:g}"
             f"_s{self.training.seed}"
         )
+        if self.distillation.loss != "kl":
+            name += f"_{self.distillation.loss}"
         if self.distillation_set.policy != "identity":
             name += f"_{self.distillation_set.policy}"
         if self.cache.cached_views:

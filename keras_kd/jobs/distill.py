@@ -30,6 +30,7 @@ from keras_kd.jobs import configs
 from keras_kd.jobs import control as control_lib
 from keras_kd.jobs import folders
 from keras_kd.jobs import outline
+from keras_kd.jobs import recipes
 from keras_kd.jobs import reference as reference_lib
 from keras_kd.jobs.outline import ConfigError
 from keras_kd.jobs import report as report_lib
@@ -283,9 +284,7 @@ def _student(run, teacher, steps_per_epoch):
         start = _initialize_student(student, config, run.data, teacher)
         initial_weights = loss_surface.flat_weights(student) if config.loss_plane else None
         distiller = Distiller(
-            teacher=teacher, student=student, alpha=config.distillation.alpha,
-            temperature=config.distillation.temperature,
-        )
+            teacher=teacher, student=student, loss=config.distillation.loss_object())
         distiller.compile(
             optimizer=config.student_spec().optimizer_for(
                 run.data.info.num_train, steps_per_epoch
@@ -370,6 +369,8 @@ def _report_config(run, distiller):
         "synthetic_source": run.synthetic.description if run.synthetic else None,
         "replicas": run.job.strategy.num_replicas_in_sync,
         "jit_compiled": bool(distiller.jit_compile),
+        "distillation_loss": repr(distiller.distillation_loss),
+        "recipe_summary": recipes.RECIPES[run.config.recipe].summary,
     }
 
 
