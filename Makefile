@@ -9,7 +9,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 1
 # The study's experiments (docs/results.md), in the order `make study` runs them: later
 # sweeps reuse the runs earlier ones finished (the same settings, the same result).
 STUDY := budget_calibration self_distillation ensemble_size augmentation capacity \
-	temperature_alpha gan_growth data_recycling success initialization loss_surface optimization
+	temperature_alpha gan_growth data_recycling success initialization loss_surface optimization \
+	closing_the_gap
 
 .PHONY: demo test test-all study install clean
 

@@ -30,7 +30,8 @@ STUDY = [name for name in EXPERIMENTS if name not in DOWNLOADED + CALIBRATION]
 
 def test_the_study_has_its_experiments():
     assert EXPERIMENTS == [
-        "augmentation", "budget_calibration", "capacity", "data_recycling", "ensemble_size",
+        "augmentation", "budget_calibration", "capacity", "closing_the_gap", "data_recycling",
+        "ensemble_size",
         "gan_growth", "imdb", "initialization", "loss_surface", "optimization",
         "self_distillation", "success", "temperature_alpha",
     ]
@@ -42,6 +43,8 @@ def test_make_study_runs_every_offline_experiment():
     study = re.search(r"^STUDY := (.*)$", makefile, re.M).group(1).split()
     assert sorted(study) == sorted(STUDY + list(CALIBRATION))
     assert study[0] == "budget_calibration"  # it chose the budget the rest use
+    # closing_the_gap's plain rows are self_distillation's runs, reused.
+    assert study.index("closing_the_gap") > study.index("self_distillation")
 
 
 def _dry_run(capsys, *args):
@@ -111,7 +114,31 @@ def test_experiments_run_in_the_papers_settings(tmp_path, experiment):
             experiment == "augmentation" and policy == "identity")
         if experiment != "capacity":  # students of the members' architecture
             assert student.arch == teacher.arch
-        assert config.control.enabled and config.reference.enabled
+        if experiment == "closing_the_gap" and config.recipe != "plain" or (
+                config.student.epochs != 480 and experiment == "closing_the_gap"):
+            # A recipe is read against the plain rows' references (the same teachers).
+            assert not config.control.enabled and not config.reference.enabled
+        else:
+            assert config.control.enabled and config.reference.enabled
+
+
+def test_closing_the_gap_sets_each_recipe_beside_plain_distillation(tmp_path):
+    runs = _planned_configs(tmp_path, "closing_the_gap")
+    rows = {(run.config.teacher.members, run.config.recipe, run.config.recipe_budget,
+             run.config.student.epochs) for run in runs}
+    for members in (1, 3):
+        assert {(members, "plain", "own", 480), (members, "plain", "own", 1920),
+                (members, "function_matching", "own", 480),
+                (members, "logit_matching", "own", 480), (members, "patient", "own", 1920),
+                (members, "patient", "equal", 480),
+                (members, "patient_function_matching", "own", 1920)} <= rows
+    assert len(rows) == 14 and len(runs) == 42
+    plain = [run for run in runs if run.config.recipe == "plain" and run.config.student.epochs == 480]
+    from keras_kd.jobs import distill
+
+    reference_runs = {distill.result_key(run.config) for run in _planned_configs(
+        tmp_path, "self_distillation")}
+    assert {distill.result_key(run.config) for run in plain} == reference_runs
 
 
 def _num_train(config):
