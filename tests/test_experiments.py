@@ -281,3 +281,43 @@ def test_auto_workers_use_the_cores_of_a_machine_without_gpus(monkeypatch):
     assert experiments.auto_workers() == 2  # no GPU here: 2 measured faster than 1
     # Once TensorFlow's runtime runs (it does in this test session), the threads stay.
     assert experiments.share_cores(2) is False
+
+
+def _recipe_row(members, recipe, seed, agreement, epochs=480, budget="own", seconds=10.0):
+    report = _report(agreement, 0.95)
+    report["config"].update(members=members, teacher_arch="resnet8", recipe=recipe,
+                            recipe_budget=budget, epochs=epochs)
+    report["timing"] = {"distill_s": seconds - 1.0, "distillation_set_s": 1.0}
+    settings = {"members": members, "recipe": recipe, "epochs": epochs, "seed": seed}
+    if budget != "own":
+        settings["recipe_budget"] = budget
+    return results.result_row("gap", experiments.run_id(settings), settings, report, 1.0)
+
+
+def test_recipes_are_set_against_plain_distillation_of_the_same_teacher(tmp_path):
+    # Test agreement is the report's train agreement minus 0.02 (see `_report`).
+    rows = [_recipe_row(m, "plain", s, 0.97 + 0.002 * s + 0.01 * (m == 3)) for m in (1, 3)
+            for s in (0, 1, 2)]
+    rows += [_recipe_row(1, "patient", s, 0.985 + 0.004 * s, epochs=1920, seconds=40.0)
+             for s in (0, 1, 2)]
+    rows += [_recipe_row(1, "patient", s, 0.97, budget="equal", seconds=5.0) for s in (0, 1)]
+    entries = {(e["teacher"], e["recipe"], e["recipe_budget"]): e
+               for e in results.recipe_comparison(rows)}
+    plain, patient = entries[(1, "plain", "own")], entries[(1, "patient", "own")]
+    assert plain["agreement"][0] == pytest.approx(0.952) and plain["closed"] == 0.0
+    assert patient["steps_x"] == 4 and patient["cost_x"] == pytest.approx(4.0)
+    # Paired by seed: +0.015, +0.017, +0.019 over plain.
+    assert patient["vs_plain"][0] == pytest.approx(0.017)
+    assert patient["vs_plain"][1] == pytest.approx(0.002)
+    assert patient["closed"] == pytest.approx(0.017 / 0.048)
+    assert entries[(1, "patient", "equal")]["vs_plain"][0] == pytest.approx(-0.001)
+    assert entries[(3, "plain", "own")]["agreement"][0] == pytest.approx(0.962)
+    table = results.comparison_markdown(rows)
+    assert "| members=1, recipe=patient, epochs=1920 | 1 | patient | 4 | 96.9 ± 0.4 | 3.1 | " \
+        "+1.7 ± 0.2 | 35% | 40 | 4.0 |" in table
+    assert "patient (equal steps)" in table
+    results.write_results(rows, str(tmp_path))
+    assert "## Recipes against plain distillation" in (tmp_path / "summary.md").read_text()
+    assert os.path.join(str(tmp_path), "agreement_vs_cost.png") in experiments.write_plots(
+        rows, str(tmp_path))
+    assert results.comparison_markdown(rows[:6]) == ""  # no recipe but plain: no table

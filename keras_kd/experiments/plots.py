@@ -34,7 +34,9 @@ def write_plots(rows, output_dir):
       NLL and ECE against its test agreement with the teacher;
     - `loss_plane.png`: for runs with a loss plane, the distillation loss on
       the plane through the student's initial and final weights and the
-      teacher's, as contours (the first seed of each configuration).
+      teacher's, as contours (the first seed of each configuration);
+    - `agreement_vs_cost.png`: for a sweep over recipes, each configuration's
+      test agreement against its student's wall seconds, a panel per teacher.
     """
     if not rows:
         return []
@@ -47,6 +49,7 @@ def write_plots(rows, output_dir):
         ("fidelity_vs_lambda.png", lambda path: fidelity_vs_lambda(rows, path)),
         ("calibration_vs_fidelity.png", lambda path: calibration_vs_fidelity(rows, path)),
         ("loss_plane.png", lambda path: loss_planes(rows, path)),
+        ("agreement_vs_cost.png", lambda path: agreement_vs_cost(rows, path)),
     ):
         path = os.path.join(output_dir, name)
         if draw(path):
@@ -151,6 +154,41 @@ def loss_planes(rows, path):
         axis.set_ylabel("toward the teacher (weight-space distance)")
         axis.legend(fontsize=7, loc="upper left")
     figure.suptitle("Distillation loss on the plane through the student's and teacher's weights")
+    return _save(figure, path)
+
+
+def agreement_vs_cost(rows, path):
+    """Test agreement (mean ± std) against the student's wall seconds, one
+    point per recipe configuration, a panel per teacher; plain
+    distillation's agreement as a dashed line."""
+    entries = results_lib.recipe_comparison(rows)
+    if len({entry["recipe"] for entry in entries}) < 2:
+        return False
+    teachers = sorted({entry["teacher"] for entry in entries}, key=str)
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(1, len(teachers), figsize=(6.2 * len(teachers), 4.6),
+                                   squeeze=False)
+    colors = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    recipes = list(dict.fromkeys(entry["recipe"] for entry in entries))
+    for axis, teacher in zip(axes[0], teachers):
+        for entry in (entry for entry in entries if entry["teacher"] == teacher):
+            mean, std = entry["agreement"]
+            equal = entry["recipe_budget"] == "equal"
+            name = entry["recipe"] + (" (equal steps)" if equal else "")
+            steps = "" if entry["steps_x"] is None else f", {entry['steps_x']:g}x steps"
+            axis.errorbar(entry["seconds"], mean, yerr=std, capsize=3,
+                          marker="s" if equal else "o", markersize=7,
+                          color=colors[recipes.index(entry["recipe"]) % len(colors)],
+                          label=name + steps)
+            if entry["recipe"] == "plain" and entry["steps_x"] == 1:
+                axis.axhline(mean, color="gray", linestyle="--", linewidth=1)
+        axis.set_xscale("log")
+        axis.set_xlabel("student wall seconds (distillation set + fit; log scale)")
+        axis.set_ylabel("test agreement with the teacher")
+        axis.set_title(f"{teacher}-member teacher", fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right")
+    figure.suptitle("Recipes: test agreement against compute (mean ± std over seeds)")
     return _save(figure, path)
 
 

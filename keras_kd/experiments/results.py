@@ -1,4 +1,5 @@
-"""Result rows of a sweep, their summary over seeds, and the files they go to."""
+"""Result rows of a sweep, their summary over seeds (and, for recipes, against plain
+distillation), and the files they go to."""
 
 import csv
 import io
@@ -257,12 +258,139 @@ def csv_text(rows):
 
 
 def write_results(rows, output_dir, description=""):
-    """Writes `results.csv`, `results.json` and `summary.md` into `output_dir`."""
+    """Writes `results.csv`, `results.json` and `summary.md` into `output_dir`
+    (with the recipes' table, `comparison_markdown`, for a sweep over recipes)."""
     export.write_text(csv_text(rows), os.path.join(output_dir, "results.csv"))
     export.write_json(rows, os.path.join(output_dir, "results.json"))
-    export.write_text(
-        summary_markdown(rows, description), os.path.join(output_dir, "summary.md")
-    )
+    summary = summary_markdown(rows, description)
+    comparison = comparison_markdown(rows)
+    if comparison:
+        summary += "\n## Recipes against plain distillation\n\n" + comparison
+    export.write_text(summary, os.path.join(output_dir, "summary.md"))
+
+
+def student_seconds(row):
+    """What a run's student cost: the wall seconds of building its distillation
+    set (teacher outputs of cached views included) and of fitting it."""
+    timing = row.get("timing") or {}
+    return float(timing.get("distill_s", 0.0) + timing.get("distillation_set_s", 0.0))
+
+
+def _configurations(rows):
+    groups = {}
+    for row in rows:
+        key = json.dumps(configuration(row["settings"]), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(row)
+    return list(groups.values())
+
+
+def _teacher(row):
+    config = row["config"]
+    return (config.get("members"), config.get("teacher_arch"))
+
+
+def recipe_comparison(rows):
+    """One entry per configuration of a sweep over recipes, beside plain distillation.
+
+    Plain distillation, for each teacher (members and architecture), is the
+    configuration with `recipe="plain"` and the fewest epochs. Differences
+    to it are paired by seed (the same teacher).
+
+    Returns:
+        A list of dicts: `label`, `teacher` (members), `recipe`,
+        `recipe_budget`, `steps_x` (the student's epochs over plain's),
+        `agreement` and `gap` (`1 - agreement`), each `(mean, std)` over
+        seeds, `vs_plain` (paired difference, `(mean, std)`), `closed` (the
+        share of plain's gap to 100% closed, from the means), `seconds`
+        (mean student seconds) and `cost_x` (over plain's); `None` where
+        the sweep has no plain configuration for the teacher.
+    """
+    groups = _configurations(rows)
+    plain = {}
+    for group in groups:
+        config = group[0]["config"]
+        if config.get("recipe", "plain") != "plain":
+            continue
+        teacher = _teacher(group[0])
+        if teacher not in plain or config["epochs"] < plain[teacher][0]["config"]["epochs"]:
+            plain[teacher] = group
+    entries = []
+    for group in groups:
+        config = group[0]["config"]
+        base = plain.get(_teacher(group[0]))
+        agreement = _stats([row["metrics"]["test_agreement"] for row in group])
+        entry = {
+            "label": label(group[0]["settings"]),
+            "teacher": config.get("members"),
+            "recipe": config.get("recipe", "plain"),
+            "recipe_budget": config.get("recipe_budget", "own"),
+            "agreement": agreement,
+            "gap": (1.0 - agreement[0], agreement[1]),
+            "seconds": float(np.mean([student_seconds(row) for row in group])),
+            "seeds": len(group),
+            "steps_x": None, "vs_plain": None, "closed": None, "cost_x": None,
+        }
+        if base is not None:
+            base_agreement = float(np.mean([row["metrics"]["test_agreement"] for row in base]))
+            by_seed = {row["settings"].get("seed"): row for row in base}
+            paired = [row["metrics"]["test_agreement"]
+                      - by_seed[row["settings"].get("seed")]["metrics"]["test_agreement"]
+                      for row in group if row["settings"].get("seed") in by_seed]
+            base_seconds = float(np.mean([student_seconds(row) for row in base]))
+            entry.update(
+                steps_x=config["epochs"] / base[0]["config"]["epochs"],
+                vs_plain=_stats(paired) if paired else None,
+                closed=(agreement[0] - base_agreement) / (1.0 - base_agreement)
+                if base_agreement < 1.0 else None,
+                cost_x=entry["seconds"] / base_seconds if base_seconds else None,
+            )
+        entries.append(entry)
+    return entries
+
+
+def _stats(values):
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _points(value, digits=1):
+    return "" if value is None else f"{100 * value[0]:+.{digits}f} ± {100 * value[1]:.{digits}f}"
+
+
+def comparison_markdown(rows):
+    """The recipes' table: per configuration, test agreement, its gap to 100%,
+    the paired difference to plain distillation, the share of plain's gap
+    closed, the student's steps and seconds over plain's; `""` for a sweep
+    over no recipe."""
+    if len({row["config"].get("recipe", "plain") for row in rows}) < 2:
+        return ""
+    lines = [
+        "| configuration | members | recipe | steps (x plain) | test agreement (%) | gap to 100% "
+        "(points) | vs plain (points, paired) | plain's gap closed | student s | cost (x plain) |",
+        "|---" * 10 + "|",
+    ]
+    for entry in recipe_comparison(rows):
+        mean, std = entry["agreement"]
+        cells = [
+            entry["label"], str(entry["teacher"]),
+            entry["recipe"] + (" (equal steps)" if entry["recipe_budget"] == "equal" else ""),
+            "" if entry["steps_x"] is None else f"{entry['steps_x']:g}",
+            f"{100 * mean:.1f} ± {100 * std:.1f}", f"{100 * entry['gap'][0]:.1f}",
+            _points(entry["vs_plain"]),
+            "" if entry["closed"] is None else f"{100 * entry['closed']:.0f}%",
+            f"{entry['seconds']:.0f}",
+            "" if entry["cost_x"] is None else f"{entry['cost_x']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Plain distillation is, per teacher, the plain recipe at the fewest epochs; "
+        "differences to it are paired by seed (the same teacher). The gap closed is "
+        "(agreement - plain's) / (100% - plain's), from the means. Student seconds: "
+        "building the distillation set (the teacher's outputs on cached views included) "
+        "and fitting the student, on this machine, mean over seeds.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _ordered_union(dicts):
