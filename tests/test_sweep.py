@@ -114,8 +114,10 @@ def test_experiments_run_in_the_papers_settings(tmp_path, experiment):
             experiment == "augmentation" and policy == "identity")
         if experiment != "capacity":  # students of the members' architecture
             assert student.arch == teacher.arch
-        if experiment == "closing_the_gap" and config.recipe != "plain" or (
-                config.student.epochs != 480 and experiment == "closing_the_gap"):
+        if experiment == "closing_the_gap" and (config.recipe, config.student.epochs) not in (
+                ("plain", 480), ("function_matching", 480)) or (
+                experiment == "closing_the_gap" and config.recipe == "function_matching"
+                and config.teacher.members == 1):
             # A recipe is read against the plain rows' references (the same teachers).
             assert not config.control.enabled and not config.reference.enabled
         else:
@@ -126,18 +128,22 @@ def test_closing_the_gap_sets_each_recipe_beside_plain_distillation(tmp_path):
     runs = _planned_configs(tmp_path, "closing_the_gap")
     rows = {(run.config.teacher.members, run.config.recipe, run.config.recipe_budget,
              run.config.student.epochs) for run in runs}
-    # Every recipe in self-distillation, at plain's steps and at its own; the ensemble gets
-    # the recipes at plain's steps.
+    # Every recipe in self-distillation, with plain distillation at the 4x recipes' steps;
+    # the ensemble gets function matching, augmentation's shift+mixup run.
     assert rows == {
         (1, "plain", "own", 480), (1, "plain", "own", 1920), (1, "function_matching", "own", 480),
         (1, "logit_matching", "own", 480), (1, "patient", "own", 1920),
-        (1, "patient", "equal", 480), (1, "patient_function_matching", "own", 1920),
-        (3, "plain", "own", 480), (3, "function_matching", "own", 480),
-        (3, "logit_matching", "own", 480)}
-    assert len(runs) == 30
-    plain = [run for run in runs if run.config.recipe == "plain" and run.config.student.epochs == 480]
+        (1, "patient_function_matching", "own", 1920), (3, "plain", "own", 480),
+        (3, "function_matching", "own", 480)}
+    assert len(runs) == 24
     from keras_kd.jobs import distill
 
+    matching = [distill.result_key(run.config) for run in runs
+                if run.config.teacher.members == 3 and run.config.recipe == "function_matching"]
+    augmentation = [distill.result_key(run.config) for run in _planned_configs(
+        tmp_path, "augmentation") if run.config.distillation_set.policy == "shift+mixup"]
+    assert matching == augmentation
+    plain = [run for run in runs if run.config.recipe == "plain" and run.config.student.epochs == 480]
     reference_runs = {distill.result_key(run.config) for run in _planned_configs(
         tmp_path, "self_distillation")}
     assert {distill.result_key(run.config) for run in plain} == reference_runs
