@@ -323,3 +323,10 @@ def test_recipes_are_set_against_plain_distillation_of_the_same_teacher(tmp_path
     assert os.path.join(str(tmp_path), "agreement_vs_cost.png") in experiments.write_plots(
         rows, str(tmp_path))
     assert results.comparison_markdown(rows[:6]) == ""  # no recipe but plain: no table
+    # A row reused from another experiment's run records that run's config (recipe plain):
+    # the sweep's settings name its recipe.
+    reused = _recipe_row(3, "function_matching", 0, 0.99)
+    reused["config"]["recipe"] = "plain"
+    (entry,) = [e for e in results.recipe_comparison(rows + [reused]) if e["teacher"] == 3
+                and e["recipe"] == "function_matching"]
+    assert entry["vs_plain"][0] == pytest.approx(0.99 - 0.97)

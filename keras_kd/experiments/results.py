@@ -289,6 +289,14 @@ def _teacher(row):
     return (config.get("members"), config.get("teacher_arch"))
 
 
+def _recipe(row):
+    """`(recipe, recipe_budget)` of a row: its sweep's settings first (a row
+    reused from a run of the same settings records that run's config)."""
+    settings, config = row["settings"], row["config"]
+    return (settings.get("recipe", config.get("recipe", "plain")),
+            settings.get("recipe_budget", config.get("recipe_budget", "own")))
+
+
 def recipe_comparison(rows):
     """One entry per configuration of a sweep over recipes, beside plain distillation.
 
@@ -309,7 +317,7 @@ def recipe_comparison(rows):
     plain = {}
     for group in groups:
         config = group[0]["config"]
-        if config.get("recipe", "plain") != "plain":
+        if _recipe(group[0])[0] != "plain":
             continue
         teacher = _teacher(group[0])
         if teacher not in plain or config["epochs"] < plain[teacher][0]["config"]["epochs"]:
@@ -322,8 +330,8 @@ def recipe_comparison(rows):
         entry = {
             "label": label(group[0]["settings"]),
             "teacher": config.get("members"),
-            "recipe": config.get("recipe", "plain"),
-            "recipe_budget": config.get("recipe_budget", "own"),
+            "recipe": _recipe(group[0])[0],
+            "recipe_budget": _recipe(group[0])[1],
             "agreement": agreement,
             "gap": (1.0 - agreement[0], agreement[1]),
             "seconds": float(np.mean([student_seconds(row) for row in group])),
@@ -362,7 +370,7 @@ def comparison_markdown(rows):
     the paired difference to plain distillation, the share of plain's gap
     closed, the student's steps and seconds over plain's; `""` for a sweep
     over no recipe."""
-    if len({row["config"].get("recipe", "plain") for row in rows}) < 2:
+    if len({_recipe(row)[0] for row in rows}) < 2:
         return ""
     lines = [
         "| configuration | members | recipe | steps (x plain) | test agreement (%) | gap to 100% "
