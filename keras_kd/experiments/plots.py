@@ -161,9 +161,9 @@ def agreement_vs_cost(rows, path):
     """Test agreement (mean ± std) against the student's wall seconds, one
     point per recipe configuration, a panel per teacher; plain
     distillation's agreement as a dashed line."""
+    if not results_lib.comparison_markdown(rows):
+        return False  # not a sweep over recipes
     entries = results_lib.recipe_comparison(rows)
-    if len({entry["recipe"] for entry in entries}) < 2:
-        return False
     teachers = sorted({entry["teacher"] for entry in entries}, key=str)
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(1, len(teachers), figsize=(6.2 * len(teachers), 4.6),
