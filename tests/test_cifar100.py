@@ -1,0 +1,83 @@
+"""The paper's CIFAR-100 experiments: their runs, and each end to end at smoke scale on TFDS
+mock data (random images of CIFAR-100's shapes and classes; nothing is downloaded)."""
+
+import json
+import os
+
+import pytest
+
+from tests.test_launch import ROOT
+from tests.test_sweep import _planned_configs
+from tests.test_text import _mock_app
+
+CIFAR100 = sorted(name[:-4] for name in os.listdir(os.path.join(ROOT, "launch", "experiments"))
+                  if name.startswith("cifar100_") and name.endswith(".cfg"))
+
+
+def test_the_paper_at_full_scale_has_its_experiments():
+    assert CIFAR100 == ["cifar100_augmentation", "cifar100_data_recycling", "cifar100_gan_growth",
+                        "cifar100_initialization", "cifar100_optimization"]
+
+
+@pytest.mark.parametrize("experiment", CIFAR100)
+def test_each_runs_in_the_papers_settings(tmp_path, experiment):
+    runs = _planned_configs(tmp_path, experiment)
+    seeds = {run.settings["seed"] for run in runs}
+    assert seeds == set(range(10 if experiment == "cifar100_initialization" else 3))
+    for run in runs:
+        config, teacher, student = run.config, run.config.teacher_spec(), run.config.student_spec()
+        assert config.data.dataset == "tfds:cifar100"
+        # App. A.3: teachers 200 epochs at batch 256 and lr 0.1 (39,200 steps on 50,000 images),
+        # students 300 epochs at batch 128 and lr 0.05 (117,300 steps), SGD, coupled L2 1e-4.
+        teacher_images = 50_000 * config.teacher.data_fraction
+        assert teacher.epochs * -(-teacher_images // 256) == 39_200
+        assert (teacher.optimizer, teacher.lr, teacher.batch_size) == ("sgd", 0.1, 256)
+        assert (teacher.weight_decay, teacher.weight_decay_type) == (1e-4, "coupled")
+        distill_images = {"teacher": teacher_images, "fresh": 50_000 - teacher_images,
+                          "all": 50_000}[config.distillation_set.data]
+        steps = config.student.epochs * -(-distill_images // 128)
+        target = 391_000 if config.student.epochs == 1000 else 117_300
+        # Half the split (25,000 images, 196 batches) at twice the epochs: 117,600.
+        assert abs(steps - target) / target < 0.01, run.run_id
+        assert student.batch_size == 128 and (student.lr == 0.05 or "lr" in run.settings
+                                              or "student_init" in run.settings)
+        assert teacher.augment == "crop_flip"
+        assert config.distillation_set.policy.startswith("crop_flip")
+        assert config.distillation.alpha == 0.0
+        assert config.control.enabled and config.reference.enabled
+        arch = "resnet20_ln" if experiment in ("cifar100_optimization",
+                                                "cifar100_initialization") else "resnet56"
+        assert config.teacher.arch == config.student.arch == arch
+        assert student.weight_decay == (0.0 if arch == "resnet20_ln" else 1e-4)
+
+
+def test_figure_1_and_figure_3_have_the_papers_arms(tmp_path):
+    growth = {(run.config.teacher.members, run.config.distillation_set.synthetic_fraction
+               if "gan" in run.config.distillation_set.policy else 0.0)
+              for run in _planned_configs(tmp_path, "cifar100_gan_growth")}
+    # 0, 12.5k, 25k, 37.5k and 50k GAN images beside the 50k real ones.
+    assert growth == {(m, f) for m in (1, 3) for f in (0.0, 0.2, 0.3333, 0.4286, 0.5)}
+    arms = {(run.config.distillation_set.policy, run.config.distillation.temperature)
+            for run in _planned_configs(tmp_path, "cifar100_augmentation")}
+    assert arms == {("crop_flip", 1.0), ("crop_flip", 4.0), ("crop_flip+mixup", 1.0),
+                    ("crop_flip+mixup", 4.0), ("crop_flip+gan", 4.0), ("crop_flip+ood", 4.0),
+                    ("crop_flip+noise", 1.0)}
+    assert {run.config.teacher.members for run in _planned_configs(
+        tmp_path, "cifar100_augmentation")} == {5}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", CIFAR100)
+def test_each_runs_end_to_end_at_smoke_scale_on_mock_cifar100(tmp_path, experiment):
+    # One process: TFDS' mock data is patched into this one only, not into spawned workers.
+    _mock_app("sweep", f"--experiment={experiment}", "--scale=smoke", "--workers=1",
+              "--verbose=0", f"--saved_models_dir={tmp_path}")
+    with open(tmp_path / "experiments" / f"{experiment}-smoke" / "results.json") as f:
+        rows = json.load(f)
+    assert rows
+    for row in rows:
+        assert row["config"]["dataset"] == "tfds:cifar100"
+        assert row["config"]["teacher_arch"] in ("resnet56", "resnet20_ln")
+        assert 0 <= row["metrics"]["test_agreement"] <= 1
+        assert 0 <= row["metrics"]["test_reference_agreement"] <= 1
+        assert 0 <= row["metrics"]["test_control_agreement"] <= 1
