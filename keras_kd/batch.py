@@ -108,3 +108,10 @@ def global_batch_size(per_example_loss):
     if context is None or context.num_replicas_in_sync == 1:
         return local
     return context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+
+
+def loss_extras(batch):
+    """What a batch carries for a distillation loss beyond labels: its
+    `hard_label_mask` and per-example `temperature`, each only when present."""
+    return {name: getattr(batch, name) for name in ("hard_label_mask", "temperature")
+            if getattr(batch, name) is not None}

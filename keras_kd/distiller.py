@@ -399,8 +399,7 @@ def _loss_extras(loss, batch):
     """What the batch carries beyond labels for the loss: its hard-label mask
     and per-example temperatures, each only when present; a loss that
     cannot take one is refused by name."""
-    extras = {name: getattr(batch, name) for name in ("hard_label_mask", "temperature")
-              if getattr(batch, name) is not None}
+    extras = batch_lib.loss_extras(batch)
     refused = [name for name in extras if not _accepts(loss, name)]
     if refused:
         raise TypeError(

@@ -195,10 +195,8 @@ class Fidelity:
 
     def _update_distillation_loss(self, batch, teacher_logits, student_logits):
         # Without labels only the soft term is defined; it keeps its weight.
-        extras = {name: getattr(batch, name) for name in ("hard_label_mask", "temperature")
-                  if getattr(batch, name) is not None}
         hard, soft = self.distillation.compute_terms(
-            teacher_logits, student_logits, batch.y, **extras)
+            teacher_logits, student_logits, batch.y, **batch_lib.loss_extras(batch))
         self._metrics["distillation_loss"].update_state(hard + soft, batch.sample_weight)
 
     def result(self, labeled_only=True):
