@@ -57,6 +57,13 @@ flags.DEFINE_multi_string(
     "A grid of launch.distill settings, 'name=v1,v2;other=v3'; repeat to join grids.",
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds every grid point runs with.")
+flags.DEFINE_multi_string(
+    "paper", [],
+    "A number the paper states, put beside ours in summary.md: 'settings | metric=value | "
+    "where', e.g. 'policy=crop_flip;temperature=4 | test_agreement=0.845 | section 5.1'; "
+    "settings as in --grid with one value each (none: every configuration), values like "
+    "0.845, 0.772+-0.004 (with its spread), <0.8 or ~0.95; repeat for more.",
+)
 flags.DEFINE_bool("dry_run", False, "Print the runs, one line each, and stop.")
 flags.DEFINE_enum(
     "scale", "study", list(experiments.SCALES),
@@ -146,7 +153,7 @@ def _experiment_argument(args):
     return None
 
 
-def parse_grid(text):
+def parse_grid(text, flag="--grid"):
     """`'name=v1,v2;other=v3'` as `{name: [value, ...]}`, each value checked."""
     settings = sorted(set(config_lib.flag_paths(jobs.DistillConfig)) - set(_FIXED))
     grid = {}
@@ -155,11 +162,11 @@ def parse_grid(text):
         name = name.strip()
         if not equals or not values.strip():
             raise app.UsageError(
-                f"--grid={text!r}: expected 'name=v1,v2;other=v3'; got the axis {axis!r}."
+                f"{flag}={text!r}: expected 'name=v1,v2;other=v3'; got the axis {axis!r}."
             )
         if name not in settings:
             raise app.UsageError(
-                f"--grid={text!r}: {name!r} is not a setting a sweep can vary; expected "
+                f"{flag}={text!r}: {name!r} is not a setting a sweep can vary; expected "
                 f"one of launch.distill's flags: {settings}."
             )
         grid[name] = []
@@ -168,9 +175,54 @@ def parse_grid(text):
                 grid[name].append(config_lib.parse_value(jobs.DistillConfig, name, value))
             except ValueError as error:
                 raise app.UsageError(
-                    f"--grid={text!r}: bad value {value.strip()!r} of {name}: {error}"
+                    f"{flag}={text!r}: bad value {value.strip()!r} of {name}: {error}"
                 )
     return grid
+
+
+def parse_paper(text):
+    """`--paper='settings | metric=value[,metric=value] | where'` as `PaperNumber`s."""
+    parts = [part.strip() for part in text.split("|")]
+    if len(parts) != 3:
+        raise app.UsageError(
+            f"--paper={text!r}: expected 'settings | metric=value | where', e.g. "
+            "'temperature=4 | test_agreement=0.845 | section 5.1'.")
+    settings_text, stated, source = parts
+    settings = {}
+    for name, values in parse_grid(settings_text, flag="--paper").items():
+        if len(values) != 1:
+            raise app.UsageError(
+                f"--paper={text!r}: {name} has {len(values)} values; a stated number is "
+                "for settings of one value each (repeat --paper for another).")
+        settings[name] = values[0]
+    try:
+        return [
+            experiments.PaperNumber(settings, metric, value, spread, relation, source)
+            for metric, relation, value, spread in experiments.paper.parse_stated(stated)
+        ]
+    except ValueError as error:
+        raise app.UsageError(f"--paper={text!r}: {error}") from None
+
+
+def paper_numbers():
+    """The `--paper` numbers, each checked to sit beside a configuration of the
+    sweep's grids at study scale and to be of a metric of the summary table."""
+    metrics = [name for name, _ in experiments.results.SUMMARY_COLUMNS]
+    points = experiments.expand_grids([parse_grid(text) for text in FLAGS.grid], seeds=[0])
+    numbers = []
+    for text in FLAGS.paper:
+        for number in parse_paper(text):
+            if number.metric not in metrics:
+                raise app.UsageError(
+                    f"--paper={text!r}: {number.metric!r} is not a metric of the summary "
+                    f"table; expected one of {metrics}.")
+            if experiments.paper.unmatched([number], points):
+                swept = sorted({name for point in points for name in point} - {"seed"})
+                raise app.UsageError(
+                    f"--paper={text!r}: no configuration of the sweep has the settings "
+                    f"{number.settings}; its grids vary {swept}.")
+            numbers.append(number)
+    return numbers
 
 
 def planned_runs(output_dir):
@@ -317,11 +369,12 @@ def main(argv):
     root = FLAGS.experiments_dir or os.path.join(FLAGS.saved_models_dir, "experiments")
     output_dir = os.path.join(root, name if FLAGS.scale == "study" else f"{name}-{FLAGS.scale}")
     runs = planned_runs(output_dir)
+    numbers = paper_numbers()
     workers = one_at_a_time_if_distributed(runs, workers)
     reuse_dir = os.path.join(root, REUSE_FOLDER) if FLAGS.reuse else None
     description = f"# Experiment `{name}`\n\n{experiment_description(name)}"
     if FLAGS.merge:
-        return merge(runs, output_dir, description)
+        return merge(runs, output_dir, description, numbers)
     if FLAGS.shard:
         index, count = parse_shard(FLAGS.shard)
         runs = experiments.shard(runs, index, count)
@@ -340,7 +393,7 @@ def main(argv):
         functools.partial(jobs.distill.run, verbose=verbose),
         workers=workers, experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
         tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
-        cost=_start_order,
+        cost=_start_order, paper_numbers=numbers,
         folder_flags=_FOLDER_FLAGS,
     )
     if FLAGS.shard:
@@ -349,10 +402,11 @@ def main(argv):
         return
     print()
     print(experiments.summary_markdown(rows))
+    print(experiments.paper_markdown(rows, numbers), end="")
     print(f"results: {output_dir}/results.csv, results.json, summary.md")
 
 
-def merge(runs, output_dir, description):
+def merge(runs, output_dir, description, numbers=()):
     """Writes the tables and plots of all `runs` from their run folders."""
     rows, missing = experiments.finished_rows(runs, output_dir, key=jobs.distill.result_key)
     if missing:
@@ -360,10 +414,11 @@ def merge(runs, output_dir, description):
             f"--merge: {len(missing)} of {len(runs)} runs have no result in {output_dir}/runs "
             f"yet: {missing}. Run the shards that hold them first."
         )
-    experiments.write_results(rows, output_dir, description)
+    experiments.write_results(rows, output_dir, description, numbers)
     if FLAGS.plots:
         experiments.write_plots(rows, output_dir)
     print(experiments.summary_markdown(rows))
+    print(experiments.paper_markdown(rows, numbers), end="")
     print(f"results: {output_dir}/results.csv, results.json, summary.md")
 
 

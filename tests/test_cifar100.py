@@ -14,6 +14,35 @@ CIFAR100 = sorted(name[:-4] for name in os.listdir(os.path.join(ROOT, "launch", 
                   if name.startswith("cifar100_") and name.endswith(".cfg"))
 
 
+# The numbers the paper states for a cell of each experiment (checked against its text):
+# (settings, metric) -> (relation, value).
+STATED = {
+    "cifar100_augmentation": {
+        ((("policy", "crop_flip"), ("temperature", 4.0)), "test_agreement"): ("=", 0.845),
+        ((("policy", "crop_flip+mixup"), ("temperature", 4.0)), "test_agreement"): ("=", 0.86),
+    },
+    "cifar100_gan_growth": {
+        ((("members", 1), ("policy", "crop_flip+gan"), ("synthetic_fraction", 0.5)),
+         "test_agreement"): ("<", 0.8),
+        ((("members", 1), ("policy", "crop_flip+gan"), ("synthetic_fraction", 0.5)),
+         "distill_agreement"): ("~", 0.95),
+    },
+    "cifar100_initialization": {
+        ((("student_init", "interpolate:0"),), "test_agreement"): ("=", 0.77174),
+        ((("student_init", "interpolate:0"),), "test_predictive_kl"): ("=", 0.836),
+        ((("student_init", "interpolate:1"), ("student_init_from", "teacher_init")),
+         "test_agreement"): ("=", 0.77098),
+        ((("student_init", "interpolate:1"), ("student_init_from", "teacher_init")),
+         "test_predictive_kl"): ("=", 0.838),
+        ((), "test_teacher_accuracy"): ("=", 0.7052),
+    },
+    "cifar100_optimization": {
+        ((("epochs", 300), ("optimizer", "sgd")), "train_agreement"): ("=", 0.7895),
+    },
+    "cifar100_data_recycling": {},  # "only around 85%": the best cell, not a named one
+}
+
+
 def test_the_paper_at_full_scale_has_its_experiments():
     assert CIFAR100 == ["cifar100_augmentation", "cifar100_data_recycling", "cifar100_gan_growth",
                         "cifar100_initialization", "cifar100_optimization"]
@@ -81,3 +110,39 @@ def test_each_runs_end_to_end_at_smoke_scale_on_mock_cifar100(tmp_path, experime
         assert 0 <= row["metrics"]["test_agreement"] <= 1
         assert 0 <= row["metrics"]["test_reference_agreement"] <= 1
         assert 0 <= row["metrics"]["test_control_agreement"] <= 1
+    summary = (tmp_path / "experiments" / f"{experiment}-smoke" / "summary.md").read_text()
+    # Smoke scale runs each grid's first and last point: the paper's cells among them.
+    stated_here = any(dict(settings).items() <= row["settings"].items()
+                      for settings, _ in STATED[experiment] for row in rows)
+    assert ("## The paper's numbers beside ours" in summary) == stated_here
+
+
+@pytest.mark.parametrize("experiment", CIFAR100)
+def test_each_states_the_papers_numbers_beside_the_cells_they_are_stated_for(tmp_path,
+                                                                              experiment):
+    from launch import sweep as sweep_app
+
+    runs = _planned_configs(tmp_path, experiment)
+    numbers = sweep_app.paper_numbers()
+    assert {(tuple(sorted(number.settings.items())), number.metric):
+            (number.relation, number.value) for number in numbers} == STATED[experiment]
+    for number in numbers:
+        assert number.source
+        assert any(number.matches(run.settings) for run in runs)
+
+
+def test_a_papers_number_on_the_command_line_is_checked_before_any_run(tmp_path):
+    from launch import sweep as sweep_app
+
+    _planned_configs(tmp_path, "cifar100_optimization")
+    for text, message in (
+            ("members=1 | train_agreement=0.8 | x", "no configuration of the sweep has"),
+            ("epochs=300 | train_agreemnt=0.8 | x", "not a metric of the summary table"),
+            ("epochs=300,1000 | train_agreement=0.8 | x", "epochs has 2 values"),
+            ("epochs=300 train_agreement=0.8", "expected 'settings | metric=value | where'"),
+            ("epochs=300 | train_agreement=high | x", "got 'train_agreement=high'"),
+            ("epoch=300 | train_agreement=0.8 | x", "'epoch' is not a setting")):
+        sweep_app.FLAGS.paper = [text]
+        with pytest.raises(sweep_app.app.UsageError, match=message):
+            sweep_app.paper_numbers()
+    sweep_app.FLAGS.unparse_flags()

@@ -330,3 +330,60 @@ def test_recipes_are_set_against_plain_distillation_of_the_same_teacher(tmp_path
     (entry,) = [e for e in results.recipe_comparison(rows + [reused]) if e["teacher"] == 3
                 and e["recipe"] == "function_matching"]
     assert entry["vs_plain"][0] == pytest.approx(0.99 - 0.98)
+
+
+def test_the_papers_numbers_sit_beside_the_configurations_they_are_stated_for(tmp_path):
+    # Test agreement is the report's train agreement minus 0.02 (see `_report`).
+    rows = [
+        results.result_row("demo", f"t{t}s{s}", {"temperature": t, "seed": s},
+                           _report(0.90 + 0.01 * s + 0.05 * (t == 4.0), 0.95), wall_s=2.0)
+        for t in (1.0, 4.0) for s in (0, 1, 2)
+    ]
+    for row in rows[3:]:
+        row["metrics"]["test_reference_agreement"] = 0.9
+    stated = experiments.PaperNumber({"temperature": 4.0}, "test_agreement", 0.845,
+                                     source="section 5.1")
+    bound = experiments.PaperNumber({}, "test_agreement", 0.8, relation="<", source="section 6.1")
+    spread = experiments.PaperNumber({"temperature": 1.0}, "test_predictive_kl", 0.836,
+                                     spread=0.01, source="Table 1")
+    entries = experiments.paper.paper_comparison(results.summarize(rows), [stated, bound, spread])
+    assert [(entry["label"], entry["number"]) for entry in entries] == [
+        ("temperature=4", stated), ("temperature=1", bound), ("temperature=4", bound),
+        ("temperature=1", spread)]
+    assert entries[0]["ours"][0] == pytest.approx(0.94)
+    assert entries[0]["difference"] == pytest.approx(0.94 - 0.845)
+    assert entries[0]["reference"] == (pytest.approx(0.9), 0.0)
+    assert entries[1]["reference"] is None
+    table = results.paper_markdown(rows, [stated, bound, spread])
+    assert "| temperature=4 | test agreement | 0.8450 | section 5.1 | 0.9400 ± 0.0100 | 3 " \
+        "| +0.0950 | 0.9000 ± 0.0000 |" in table
+    assert "| temperature=1 | test agreement | < 0.8000 | section 6.1 | 0.8900 ± 0.0100 | 3 " \
+        "| +0.0900 |  |" in table
+    assert "| test KL | 0.8360 (0.0100) | Table 1 | 0.1200 ± 0.0000 |" in table
+    assert results.paper_markdown(rows, []) == ""
+    # A number of a metric no run measured says so rather than leaving the cell blank.
+    unmeasured = experiments.PaperNumber({}, "test_linear_cka", 0.9)
+    assert "not measured" in results.paper_markdown(rows, [unmeasured])
+    results.write_results(rows, str(tmp_path), paper_numbers=[stated])
+    assert "## The paper's numbers beside ours" in (tmp_path / "summary.md").read_text()
+    results.write_results(rows, str(tmp_path))
+    assert "paper's numbers" not in (tmp_path / "summary.md").read_text()
+
+
+def test_a_papers_number_is_parsed_and_checked():
+    assert experiments.paper.parse_stated("test_agreement=<0.8, distill_agreement=~.95") == [
+        ("test_agreement", "<", 0.8, None), ("distill_agreement", "~", 0.95, None)]
+    for text in ("test_agreement", "test_agreement=high", "=0.8", "", "a=0.8+-x"):
+        with pytest.raises(ValueError, match="expected"):
+            experiments.paper.parse_stated(text)
+    with pytest.raises(ValueError, match="finite"):
+        experiments.PaperNumber({}, "test_agreement", float("nan"))
+    with pytest.raises(ValueError, match="relation"):
+        experiments.PaperNumber({}, "test_agreement", 0.8, relation="<=")
+    with pytest.raises(ValueError, match="spread"):
+        experiments.PaperNumber({}, "test_agreement", 0.8, spread=0.1, relation="<")
+    with pytest.raises(ValueError, match="metric"):
+        experiments.PaperNumber({}, "test agreement", 0.8)
+    number = experiments.PaperNumber({"members": 3}, "test_agreement", 0.8)
+    assert experiments.paper.unmatched([number], [{"members": 1}, {"members": 3, "seed": 0}]) == []
+    assert experiments.paper.unmatched([number], [{"members": 1}, {"alpha": 0.5}]) == [number]

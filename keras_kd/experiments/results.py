@@ -1,5 +1,5 @@
-"""Result rows of a sweep, their summary over seeds (and, for recipes, against plain
-distillation), and the files they go to."""
+"""Result rows of a sweep, their summary over seeds (against plain distillation for
+recipes, beside a paper's stated numbers where given), and the files they go to."""
 
 import csv
 import io
@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_kd import digests
 from keras_kd import export
+from keras_kd.experiments import paper as paper_lib
 
 # (metric, column title) of the summary table, in order.
 SUMMARY_COLUMNS = (
@@ -257,12 +258,17 @@ def csv_text(rows):
     return out.getvalue()
 
 
-def write_results(rows, output_dir, description=""):
+def write_results(rows, output_dir, description="", paper_numbers=()):
     """Writes `results.csv`, `results.json` and `summary.md` into `output_dir`
-    (with the recipes' table, `comparison_markdown`, for a sweep over recipes)."""
+    (with the recipes' table, `comparison_markdown`, for a sweep over recipes,
+    and the paper's numbers beside ours, `paper_markdown`, given
+    `paper_numbers`: `keras_kd.experiments.PaperNumber`s)."""
     export.write_text(csv_text(rows), os.path.join(output_dir, "results.csv"))
     export.write_json(rows, os.path.join(output_dir, "results.json"))
     summary = summary_markdown(rows, description)
+    beside_paper = paper_markdown(rows, paper_numbers)
+    if beside_paper:
+        summary += "\n## The paper's numbers beside ours\n\n" + beside_paper
     comparison = comparison_markdown(rows)
     if comparison:
         summary += "\n## Recipes against plain distillation\n\n" + comparison
@@ -399,6 +405,44 @@ def comparison_markdown(rows):
         "and fitting the student, on this machine, mean over seeds.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def paper_markdown(rows, numbers):
+    """The paper's numbers (`keras_kd.experiments.PaperNumber`s) beside ours
+    and our reference student's, one line per number and configuration it is
+    stated for; `""` where none is."""
+    entries = paper_lib.paper_comparison(summarize(rows), numbers)
+    if not entries:
+        return ""
+    titles = dict(SUMMARY_COLUMNS)
+    lines = [
+        "| configuration | metric | the paper | where | ours | runs | ours - paper "
+        "| our reference |",
+        "|---" * 8 + "|",
+    ]
+    for entry in entries:
+        number = entry["number"]
+        cells = [
+            entry["label"], titles.get(number.metric, number.metric), number.text(),
+            number.source, _mean_std(entry["ours"]) or "not measured", str(entry["runs"]),
+            "" if entry["difference"] is None else f"{entry['difference']:+.4f}",
+            _mean_std(entry["reference"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The paper's numbers as it states them (fractions; KL in nats; in parentheses the "
+        "spread it gives; < and > are its bounds, ≈ its approximate numbers), beside our "
+        "mean ± standard deviation over the seeds of each configuration it states them "
+        "for, and our reference student's (section 3.2: the same procedure from an "
+        "independent teacher). The difference is a measurement, not a verdict: the "
+        "paper's runs and ours share settings, not code or hardware.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(value):
+    return "" if value is None else f"{value[0]:.4f} ± {value[1]:.4f}"
 
 
 def _ordered_union(dicts):

@@ -236,7 +236,7 @@ def reuse_path(reuse_dir, key):
 
 
 def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True,
-              tables=True, key=None, reuse_dir=None, workers=1, cost=None):
+              tables=True, key=None, reuse_dir=None, workers=1, cost=None, paper_numbers=()):
     """Runs each unfinished run with `job`, then writes the sweep's results.
 
     A run is finished once `runs/<run_id>/result.json` exists; it is written
@@ -283,6 +283,9 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
             workers busy to the end), ties in `runs` order; the rows still
             come back in `runs` order. `None` keeps the
             order of `runs`.
+        paper_numbers: `keras_kd.experiments.PaperNumber`s, the numbers a
+            paper states for some of the sweep's configurations, put beside
+            ours in `summary.md`.
 
     Returns:
         The result rows, in `runs` order.
@@ -325,7 +328,7 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
         rows[index] = row
         if tables:
-            results_lib.write_results(_in_order(rows), output_dir, description)
+            results_lib.write_results(_in_order(rows), output_dir, description, paper_numbers)
 
     if cost is not None:
         todo.sort(key=lambda item: cost(item[2].config), reverse=True)  # stable
@@ -337,7 +340,7 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         _run_in_workers(todo, job, min(workers, len(todo)), finished)
     rows = _in_order(rows)
     if tables:
-        results_lib.write_results(rows, output_dir, description)
+        results_lib.write_results(rows, output_dir, description, paper_numbers)
     if plot:
         plots.write_plots(rows, output_dir)
     return rows
