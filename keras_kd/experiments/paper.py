@@ -25,7 +25,8 @@ class PaperNumber:
             every configuration of the sweep with those settings, `{}` beside
             all of them.
         metric: the name of the metric it is a value of (a sweep's row's
-            `metrics` key, e.g. `test_agreement`), in its units (agreement and accuracy as fractions, KL in nats).
+            `metrics` key, e.g. `test_agreement`), in its units (agreement
+            and accuracy as fractions, KL in nats).
         value: the number.
         spread: the spread the paper gives with it (its standard deviation
             over trials), or `None`.
@@ -58,7 +59,8 @@ class PaperNumber:
         for name in ("value", "spread"):
             number = getattr(self, name)
             if number is not None and not math.isfinite(number):
-                raise ValueError(f"The paper's {self.metric} {name} must be finite; got {number!r}.")
+                raise ValueError(
+                    f"The paper's {self.metric} {name} must be finite; got {number!r}.")
         if self.spread is not None and (self.spread < 0 or self.relation != "="):
             raise ValueError(
                 f"A spread is a non-negative standard deviation of a stated value; got "
@@ -75,7 +77,9 @@ class PaperNumber:
         text = _fixed(self.value)
         if self.spread is not None:
             text += f" ({_fixed(self.spread)})"
-        return text if self.relation == "=" else f"{'≈' if self.relation == '~' else self.relation} {text}"
+        if self.relation == "=":
+            return text
+        return f"{'≈' if self.relation == '~' else self.relation} {text}"
 
 
 def _fixed(number):
