@@ -378,11 +378,7 @@ def comparison_markdown(rows):
     over no recipe."""
     if len({_recipe(row)[0] for row in rows}) < 2:
         return ""
-    lines = [
-        "| configuration | members | recipe | steps (x plain) | test agreement (%) | gap to 100% "
-        "(points) | vs plain (points, paired) | plain's gap closed | student s | cost (x plain) |",
-        "|---" * 10 + "|",
-    ]
+    table = []
     for entry in recipe_comparison(rows):
         mean, std = entry["agreement"]
         cells = [
@@ -395,16 +391,17 @@ def comparison_markdown(rows):
             f"{entry['seconds']:.0f}",
             "" if entry["cost_x"] is None else f"{entry['cost_x']:.1f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
+        table.append(cells)
+    return _markdown_table(
+        ["configuration", "members", "recipe", "steps (x plain)", "test agreement (%)",
+         "gap to 100% (points)", "vs plain (points, paired)", "plain's gap closed",
+         "student s", "cost (x plain)"],
+        table,
         "Plain distillation is, per teacher, the plain recipe at the fewest epochs; "
         "differences to it are paired by seed (the same teacher). The gap closed is "
         "(agreement - plain's) / (100% - plain's), from the means. Student seconds: "
         "building the distillation set (the teacher's outputs on cached views included) "
-        "and fitting the student, on this machine, mean over seeds.",
-    ]
-    return "\n".join(lines) + "\n"
+        "and fitting the student, on this machine, mean over seeds.")
 
 
 def paper_markdown(rows, numbers):
@@ -415,11 +412,7 @@ def paper_markdown(rows, numbers):
     if not entries:
         return ""
     titles = dict(SUMMARY_COLUMNS)
-    lines = [
-        "| configuration | metric | the paper | where | ours | runs | ours - paper "
-        "| our reference |",
-        "|---" * 8 + "|",
-    ]
+    table = []
     for entry in entries:
         number = entry["number"]
         cells = [
@@ -428,17 +421,24 @@ def paper_markdown(rows, numbers):
             "" if entry["difference"] is None else f"{entry['difference']:+.4f}",
             _mean_std(entry["reference"]),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
+        table.append(cells)
+    return _markdown_table(
+        ["configuration", "metric", "the paper", "where", "ours", "runs", "ours - paper",
+         "our reference"],
+        table,
         "The paper's numbers as it states them (fractions; KL in nats; in parentheses the "
         "spread it gives; < and > are its bounds, ≈ its approximate numbers), beside our "
         "mean ± standard deviation over the seeds of each configuration it states them "
         "for, and our reference student's (section 3.2: the same procedure from an "
         "independent teacher). The difference is a measurement, not a verdict: the "
-        "paper's runs and ours share settings, not code or hardware.",
-    ]
-    return "\n".join(lines) + "\n"
+        "paper's runs and ours share settings, not code or hardware.")
+
+
+def _markdown_table(titles, table, note):
+    """A Markdown table of `table`'s rows of cells under `titles`, then `note`."""
+    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    return "\n".join([*lines, "", note]) + "\n"
 
 
 def _mean_std(value):
