@@ -205,34 +205,22 @@ def summary_markdown(rows, description=""):
         (name, title) for name, title in SUMMARY_COLUMNS
         if any(name in group["metrics"] for group in summary)
     ]
-    lines = [description.strip(), ""] if description.strip() else []
-    lines += [
-        "| configuration | runs | " + " | ".join(title for _, title in columns)
-        + " | wall s/run |",
-        "|---" * (len(columns) + 3) + "|",
+    table = [
+        [group["label"], str(group["runs"]),
+         *(_mean_std(group["metrics"].get(name)) for name, _ in columns),
+         f"{group['wall_s']:.0f}"]
+        for group in summary
     ]
-    for group in summary:
-        cells = []
-        for name, _ in columns:
-            if name in group["metrics"]:
-                mean, std = group["metrics"][name]
-                cells.append(f"{mean:.4f} ± {std:.4f}")
-            else:
-                cells.append("")
-        lines.append(
-            f"| {group['label']} | {group['runs']} | " + " | ".join(cells)
-            + f" | {group['wall_s']:.0f} |"
-        )
-    lines += [
-        "",
+    head = description.strip() + "\n\n" if description.strip() else ""
+    return head + _markdown_table(
+        ["configuration", "runs", *(title for _, title in columns), "wall s/run"],
+        table,
         "Means ± sample standard deviations over the seeds of each configuration. "
         "Agreement and KL (nats) compare the student with the teacher at temperature 1 "
         "on the training split (as it is), the test split and a sample of the "
         "distillation set; CKA is the linear CKA of their penultimate features on the "
         "test split; the distill loss is the loss the student minimized, on the "
-        "distillation-set sample.",
-    ]
-    return "\n".join(lines) + "\n"
+        "distillation-set sample.")
 
 
 def csv_text(rows):
