@@ -5,6 +5,7 @@ where a rerun starts, agreed by every worker of a multi-worker strategy;
 `remove_backups` clears a trainer's folder once its work is saved.
 """
 
+import errno
 import os
 import re
 import time
@@ -130,15 +131,44 @@ def remove_backups(backup_dir):
     """Removes the backups in `backup_dir` (and the folder, when left empty)."""
     for epochs in _backups(backup_dir):
         os.remove(_backup_path(backup_dir, epochs))
-    if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
-        os.rmdir(backup_dir)
+    remove_if_empty(backup_dir)
+
+
+def remove_if_empty(folder):
+    """Removes `folder` if it is empty; returns whether it is gone.
+
+    Workers of one job share backup folders (a worker's sits inside the chief's), so another
+    process may remove or fill `folder` between a look at it and the removal: both are
+    answers, not errors.
+    """
+    try:
+        os.rmdir(folder)
+    except FileNotFoundError:
+        return True
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            return False
+        raise
+    return True
+
+
+def remove_empty_folders(folder, stop):
+    """Removes `folder`'s empty subfolders, then it and its parents up to `stop`, if empty."""
+    for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        remove_if_empty(root)
+    stop = os.path.abspath(stop)
+    parent = os.path.abspath(folder)
+    while len(parent) >= len(stop) and remove_if_empty(parent):
+        parent = os.path.dirname(parent)
 
 
 def _backups(backup_dir):
     """`{epochs: file name}` of the backups in `backup_dir`."""
-    if not os.path.isdir(backup_dir):
+    try:
+        names = os.listdir(backup_dir)
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    matches = (_BACKUP_NAME.match(name) for name in os.listdir(backup_dir))
+    matches = (_BACKUP_NAME.match(name) for name in names)
     return {int(match.group(1)): match.group(0) for match in matches if match}
 
 

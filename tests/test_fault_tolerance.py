@@ -331,3 +331,49 @@ def test_backups_on_a_step_cadence_keep_the_last_epoch_and_resume_from_theirs(tm
     assert seen.epochs == [0, 2, 2, 4, 5]  # 4 steps an epoch: every 2nd epoch, and the last
     with pytest.raises(ValueError, match="every_steps must be an integer >= 0; got -1"):
         callbacks.BackupAndRestore(folder, every_steps=-1)
+
+
+def _member_folders(root, members=40):
+    """A teachers' backup tree as two workers leave it: the chief's member folders, each holding
+    the worker's, one of which still holds a backup."""
+    for k in range(members):
+        os.makedirs(root / "mlp-key" / f"member_{k}" / "worker-1")
+    (root / "mlp-key" / "member_7" / "worker-1" / "epoch-0003.weights.h5").write_bytes(b"kept")
+
+
+def test_workers_clearing_one_backup_tree_at_once_neither_fails_nor_removes_a_backup(tmp_path):
+    # The chief and a worker clear the shared tree when each is done: whichever looks second
+    # finds folders gone (or refilled) under it, and that is no error.
+    from concurrent import futures
+
+    from keras_kd import backup
+
+    for trial in range(20):
+        root = tmp_path / f"trial-{trial}"
+        _member_folders(root)
+        with futures.ThreadPoolExecutor(4) as pool:
+            clearing = [
+                *(pool.submit(backup.remove_empty_folders, str(root / "mlp-key"), str(root))
+                  for _ in range(2)),
+                *(pool.submit(backup.remove_backups, str(root / "mlp-key" / f"member_{k}"))
+                  for k in range(40)),
+            ]
+            for done in clearing:
+                done.result()
+        assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+            "mlp-key", "mlp-key/member_7", "mlp-key/member_7/worker-1",
+            "mlp-key/member_7/worker-1/epoch-0003.weights.h5"]
+
+
+def test_removing_a_folder_another_process_removed_or_filled(tmp_path):
+    from keras_kd import backup
+
+    assert backup.remove_if_empty(str(tmp_path / "gone"))
+    assert backup._backups(str(tmp_path / "gone")) == {}
+    backup.remove_backups(str(tmp_path / "gone"))
+    (tmp_path / "filled").mkdir()
+    (tmp_path / "filled" / "epoch-0001.weights.h5").write_bytes(b"x")
+    assert not backup.remove_if_empty(str(tmp_path / "filled"))
+    assert (tmp_path / "filled" / "epoch-0001.weights.h5").exists()
+    backup.remove_backups(str(tmp_path / "filled"))
+    assert not (tmp_path / "filled").exists()

@@ -167,7 +167,7 @@ def ensemble_members(
         if not record["reused"] and problem not in (None, "missing"):
             record["rebuilt"] = problem
     if backup_dir is not None:
-        _remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
+        backup.remove_empty_folders(os.path.join(backup_dir, f"{spec.arch}-{key}"), stop=backup_dir)
     return records
 
 
@@ -201,22 +201,6 @@ def _members(spec, data, key, settings, paths, finished, write_folder, verbose, 
             backup.remove_backups(member_backup)
         records.append({"path": path, "test_accuracy": test_accuracy, "reused": False})
     return records
-
-
-def _remove_empty_folders(folder, stop):
-    """Removes `folder`'s empty subfolders, then it and its parents up to `stop`, if empty."""
-    if os.path.isdir(folder):
-        for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
-            if not os.listdir(root):
-                os.rmdir(root)
-    stop = os.path.abspath(stop)
-    parent = os.path.abspath(folder)
-    while len(parent) >= len(stop):
-        if os.path.isdir(parent):
-            if os.listdir(parent):
-                return
-            os.rmdir(parent)
-        parent = os.path.dirname(parent)
 
 
 def _damage(path):
