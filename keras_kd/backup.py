@@ -2,7 +2,8 @@
 
 `BackupAndRestore` backs a fit up at each epoch's end; `resume_epoch` is
 where a rerun starts, agreed by every worker of a multi-worker strategy;
-`remove_backups` clears a trainer's folder once its work is saved.
+`remove_backups` clears a trainer's folder once its work is saved, and
+`remove_empty_folders` the tree a job's trainers shared.
 """
 
 import errno
