@@ -206,7 +206,7 @@ class TraceCache:
         self._functions.clear()
 
     def _kept_for(self, trainer, instance=0):
-        if tf.distribute.has_strategy():
+        if _under_a_strategy(trainer):
             return None
         _build_optimizer(trainer)
         try:
@@ -291,6 +291,15 @@ def _copy_of(trainer):
         copy.compile(**compile_config)
         _build_optimizer(copy)
     return copy
+
+
+def _under_a_strategy(model):
+    """Whether `model` is used in a strategy's scope or was made in one (a
+    job builds its models in the scope and may fit them outside it): a copy
+    made outside the scope would not hold its variables as it does."""
+    default = tf.distribute.get_strategy()
+    return tf.distribute.has_strategy() or getattr(
+        model, "distribute_strategy", default) is not default
 
 
 def _same_class(model, other):

@@ -110,6 +110,11 @@ def test_without_an_active_cache_or_under_a_strategy_the_model_trains_as_given(
         mirrored_distiller = _distiller(0, teacher)
     with mirrored.scope(), TraceCache().stand_in(mirrored_distiller) as kept:
         assert kept is mirrored_distiller
+    # Made in the strategy's scope, fit outside it (as train_classifier does).
+    with TraceCache().stand_in(mirrored_distiller) as kept:
+        assert kept is mirrored_distiller
+    with TraceCache().stand_ins(mirrored_distiller.student) as (kept,):
+        assert kept is mirrored_distiller.student
 
 
 def test_capacity_must_be_a_positive_integer():
