@@ -41,6 +41,7 @@ from absl import flags
 
 from keras_kd import config as config_lib
 from keras_kd import data as data_lib
+from keras_kd import distribute
 from keras_kd import experiments
 from keras_kd import jobs
 
@@ -306,19 +307,32 @@ def command(run):
     return "python -m launch.distill " + " ".join(shlex.quote(arg) for arg in args)
 
 
+def start_strategies(runs):
+    """Makes the distribution strategy of each run that has one, before any
+    other TensorFlow work (a run's key reads its data's digest, the GAN job
+    loads the data): TensorFlow takes no logical CPU devices
+    (`--cpu_replicas`) nor a multi-worker cluster once it has started.
+    Returns the multi-worker strategy among them, if any."""
+    strategies = [runtime.start() for runtime in {run.config.runtime for run in runs}
+                  if runtime.strategy != "default"]
+    return next(filter(distribute.is_multi_worker, strategies), None)
+
+
 def _flag_of(arg):
     name = arg[2:].partition("=")[0]
     return name[2:] if name.startswith("no") and "=" not in arg else name
 
 
-def ensure_generators(runs, verbose):
-    """Trains the GAN that runs with a `gan` policy sample, where there is none yet."""
+def ensure_generators(runs, verbose, strategy=None):
+    """Trains the GAN that runs with a `gan` policy sample, where there is none
+    yet (on every worker of a multi-worker `strategy` unless all find it)."""
     for run in runs:
         config = run.config
         if "gan" not in config.distillation_set.resolve(config.data.dataset).stages:
             continue
         slug = data_lib.load(config.data.dataset, data_dir=config.data.data_dir).info.slug
-        if os.path.exists(jobs.folders.path(config, slug, "generator")):
+        found = os.path.exists(jobs.folders.path(config, slug, "generator"))
+        if distribute.all_workers_agree([found], strategy)[0]:
             continue
         print(f"Training the GAN the gan policy samples ({config.data.dataset}); "
               "see launch.train_gan.")
@@ -384,7 +398,8 @@ def main(argv):
         return
     if workers > 1:
         experiments.share_cores(workers)  # this process does runs too
-    ensure_generators(runs, config_flags.verbosity())
+    multi_worker = start_strategies(runs)
+    ensure_generators(runs, config_flags.verbosity(), multi_worker)
     verbose = config_flags.verbosity()
     if workers > 1 and verbose == "auto":
         verbose = 0  # progress bars of several processes would interleave
@@ -393,7 +408,7 @@ def main(argv):
         functools.partial(jobs.distill.run, verbose=verbose),
         workers=workers, experiment=name, description=description, plot=FLAGS.plots and not FLAGS.shard,
         tables=not FLAGS.shard, key=jobs.distill.result_key, reuse_dir=reuse_dir,
-        cost=_start_order, paper_numbers=numbers,
+        cost=_start_order, paper_numbers=numbers, strategy=multi_worker,
         folder_flags=_FOLDER_FLAGS,
     )
     if FLAGS.shard:

@@ -4,7 +4,9 @@ mock data (random images of CIFAR-100's shapes and classes; nothing is downloade
 import json
 import os
 
+import keras
 import pytest
+import tensorflow as tf
 
 from tests.test_launch import ROOT
 from tests.test_sweep import _planned_configs
@@ -115,6 +117,31 @@ def test_each_runs_end_to_end_at_smoke_scale_on_mock_cifar100(tmp_path, experime
     stated_here = any(dict(settings).items() <= row["settings"].items()
                       for settings, _ in STATED[experiment] for row in rows)
     assert ("## The paper's numbers beside ours" in summary) == stated_here
+
+
+@pytest.mark.slow
+def test_a_gan_arm_runs_on_two_mirrored_replicas_in_bfloat16_on_mock_cifar100(tmp_path):
+    # The pieces at the paper's shapes together: ResNet-56 at batch 256 and 128, the GAN on
+    # 32x32x3, a share of GAN images in each batch, MirroredStrategy, mixed precision
+    # (bfloat16: float16 is emulated on CPUs). One run, without its references.
+    _mock_app("sweep", "--experiment=cifar100_gan_growth", "--scale=smoke", "--shard=2/4",
+              "--strategy=mirrored", "--cpu_replicas=2", "--precision=mixed_bfloat16",
+              "--noreference", "--nocontrol", "--verbose=0", f"--saved_models_dir={tmp_path}")
+    run = (tmp_path / "experiments" / "cifar100_gan_growth-smoke" / "runs" /
+           "members=1,policy=crop_flip+gan,synthetic_fraction=0.2,seed=0")
+    with open(run / "report.json") as f:
+        report = json.load(f)
+    config = report["config"]
+    assert (config["strategy"], config["replicas"], config["precision"]) == (
+        "mirrored", 2, "mixed_bfloat16")
+    assert (config["student_arch"], config["batch_size"], config["teacher_batch_size"],
+            config["synthetic_fraction"]) == ("resnet56", 128, 256, 0.2)
+    assert 0 <= report["splits"]["test"]["agreement"] <= 1
+    generator = keras.saving.load_model(tmp_path / "tfds_cifar100" / "gan" / "generator.keras",
+                                        compile=False)
+    assert generator.output_shape == (None, 32, 32, 3)
+    served = tf.saved_model.load(report["artifacts"]["saved_model"])
+    assert served.serve(tf.zeros((2, 32, 32, 3))).shape == (2, 100)
 
 
 @pytest.mark.parametrize("experiment", CIFAR100)

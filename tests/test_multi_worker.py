@@ -38,11 +38,13 @@ def _env(tf_config=None):
 
 
 def run_workers(command, count=2, timeout=300):
-    """Runs `command` once per worker of a loopback cluster; returns the results."""
+    """Runs `command` (or `command(i)` on worker i) once per worker of a
+    loopback cluster; returns the results."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(count)]
     processes = [
         subprocess.Popen(
-            command, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            command(i) if callable(command) else command, cwd=ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=_env({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}),
         )
         for i in range(count)
@@ -145,3 +147,32 @@ def test_launch_distill_on_two_workers_writes_one_run_from_the_chief(tmp_path):
         # Teachers and student both trained across workers: float tolerance compounds.
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     assert all("| test |" in stdout for _, stdout, _ in results)
+
+
+def test_a_sweep_of_the_papers_experiment_on_two_workers_that_share_no_files(tmp_path):
+    # A loopback cluster whose workers see different folders, as hosts without a shared file
+    # system do; on TFDS mock CIFAR-100, one section 6.2 run (ResNet-20-LN) at smoke scale.
+    from tests.test_text import MOCK_RUN
+
+    def sweep(task):
+        return [sys.executable, "-c", MOCK_RUN.format(app="sweep"),
+                "--experiment=cifar100_optimization", "--scale=smoke", "--shard=0/5",
+                "--strategy=multi_worker", "--noreference", "--nocontrol", "--verbose=0",
+                f"--saved_models_dir={tmp_path / f'worker{task}'}"]
+
+    for attempt in range(2):
+        results = run_workers(sweep)
+        # The second time the chief finds the run finished and the other worker does not:
+        # both train it again (one skipping while the other trains would hang on a collective).
+        assert all(": finished earlier" not in stdout and "[1/1] optimizer=sgd,epochs=300"
+                   in stdout for _, stdout, _ in results), attempt
+        chief_files, other_files = (_files(tmp_path / f"worker{task}") for task in (0, 1))
+        run = os.path.join("experiments", "cifar100_optimization-smoke", "runs",
+                           "optimizer=sgd,epochs=300,seed=0")
+        assert os.path.join(run, "result.json") in chief_files
+        # The sweep's rows, the reuse folder and the run's files: the chief's alone.
+        assert other_files == [], other_files
+    with open(tmp_path / "worker0" / run / "report.json") as f:
+        report = json.load(f)
+    assert report["config"]["strategy"] == "multi_worker" and report["config"]["replicas"] == 2
+    assert report["config"]["dataset"] == "tfds:cifar100"

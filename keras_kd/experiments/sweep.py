@@ -15,6 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from keras_kd import config as config_lib
+from keras_kd import distribute
 from keras_kd import export
 from keras_kd import processes
 from keras_kd import trace_cache
@@ -236,7 +237,8 @@ def reuse_path(reuse_dir, key):
 
 
 def run_sweep(runs, output_dir, job, experiment="", description="", log=print, plot=True,
-              tables=True, key=None, reuse_dir=None, workers=1, cost=None, paper_numbers=()):
+              tables=True, key=None, reuse_dir=None, workers=1, cost=None, paper_numbers=(),
+              strategy=None):
     """Runs each unfinished run with `job`, then writes the sweep's results.
 
     A run is finished once `runs/<run_id>/result.json` exists; it is written
@@ -286,6 +288,13 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         paper_numbers: `keras_kd.experiments.PaperNumber`s, the numbers a
             paper states for some of the sweep's configurations, put beside
             ours in `summary.md`.
+        strategy: the multi-worker strategy the runs train under, if any.
+            Every worker then runs this sweep with the same arguments: the
+            workers decide together which runs are finished (a run one
+            worker skips while another trains it would wait forever on a
+            collective: a run counts as finished only where every worker
+            finds its result), every worker takes part in every run, and only
+            the chief writes the sweep's files.
 
     Returns:
         The result rows, in `runs` order.
@@ -298,36 +307,46 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
         raise ValueError("run_sweep: reuse_dir needs a key to find results by.")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive integer; got {workers!r}.")
-    rows, todo = {}, []
+    writes = distribute.is_chief(strategy)
+    found = []  # per run: (prefix, key, its row kept or reused, whether reused)
     for index, run in enumerate(runs):
         prefix = f"[{index + 1}/{len(runs)}] {run.run_id}"
         run_key = key(run.config) if key else None
         row, problem = stored_row(result_path(output_dir, run), run_key)
-        if row is not None:
-            rows[index] = row
-            log(f"{prefix}: finished earlier, skipped")
+        reused = False
+        if row is None:
+            if problem:
+                log(f"{prefix}: {problem}; running it again")
+            row = _reused_row(reuse_dir, run_key, experiment, run) if reuse_dir else None
+            reused = row is not None
+        found.append((prefix, run_key, row, reused))
+    agreed = distribute.all_workers_agree([row is not None for _, _, row, _ in found], strategy)
+    rows, todo = {}, []
+    for index, (run, (prefix, run_key, row, reused), done) in enumerate(
+            zip(runs, found, agreed)):
+        if not done:
+            todo.append((index, prefix, run, run_key))
             continue
-        if problem:
-            log(f"{prefix}: {problem}; running it again")
-        row = _reused_row(reuse_dir, run_key, experiment, run) if reuse_dir else None
-        if row is not None:
-            export.write_json(row, result_path(output_dir, run))
-            rows[index] = row
+        if reused:
+            if writes:
+                export.write_json(row, result_path(output_dir, run))
             log(f"{prefix}: reused the identical run {row['reused_from']}")
-            continue
-        todo.append((index, prefix, run, run_key))
+        else:
+            log(f"{prefix}: finished earlier, skipped")
+        rows[index] = row
 
     def finished(index, prefix, run, run_key, report, seconds):
         row = results_lib.result_row(experiment, run.run_id, run.settings, report, seconds)
         if run_key is not None:
             row["key"] = run_key
         row = results_lib.sealed(row)
-        export.write_json(row, result_path(output_dir, run))
-        if reuse_dir:
-            export.write_json(row, reuse_path(reuse_dir, run_key))
+        if writes:
+            export.write_json(row, result_path(output_dir, run))
+            if reuse_dir:
+                export.write_json(row, reuse_path(reuse_dir, run_key))
         log(f"{prefix}: {seconds:.0f} s, " + results_lib.headline(row))
         rows[index] = row
-        if tables:
+        if tables and writes:
             results_lib.write_results(_in_order(rows), output_dir, description, paper_numbers)
 
     if cost is not None:
@@ -339,9 +358,9 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
     else:
         _run_in_workers(todo, job, min(workers, len(todo)), finished)
     rows = _in_order(rows)
-    if tables:
+    if tables and writes:
         results_lib.write_results(rows, output_dir, description, paper_numbers)
-    if plot:
+    if plot and writes:
         plots.write_plots(rows, output_dir)
     return rows
 
