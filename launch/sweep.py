@@ -313,7 +313,8 @@ def start_strategies(runs):
     loads the data): TensorFlow takes no logical CPU devices
     (`--cpu_replicas`) nor a multi-worker cluster once it has started.
     Returns the multi-worker strategy among them, if any."""
-    strategies = [runtime.start() for runtime in {run.config.runtime for run in runs}
+    runtimes = {run.config.runtime for run in runs}
+    strategies = [jobs.outline.start(runtime) for runtime in runtimes
                   if runtime.strategy != "default"]
     return next(filter(distribute.is_multi_worker, strategies), None)
 
@@ -398,7 +399,7 @@ def main(argv):
         return
     if workers > 1:
         experiments.share_cores(workers)  # this process does runs too
-    multi_worker = start_strategies(runs)
+    multi_worker = config_flags.run_or_exit(start_strategies, runs)
     ensure_generators(runs, config_flags.verbosity(), multi_worker)
     verbose = config_flags.verbosity()
     if workers > 1 and verbose == "auto":

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -202,6 +203,22 @@ def test_bad_flags_fail_before_training(tmp_path, flag, message):
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr  # a usage error, not a crash
     assert not saved.exists() or not any(saved.rglob("*.keras"))
+
+
+@pytest.mark.skipif(bool(shutil.which("nvidia-smi")),
+                    reason="with GPUs, the Slurm resolver runs and needs a Slurm job")
+@pytest.mark.parametrize("app", ["distill", "sweep"])
+def test_a_strategy_this_machine_cannot_make_is_a_usage_error(tmp_path, app):
+    experiment = ["--experiment=self_distillation", "--scale=smoke"] if app == "sweep" else []
+    result = subprocess.run(
+        [sys.executable, "-m", f"launch.{app}", *experiment, "--strategy=multi_worker",
+         f"--saved_models_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+        env={**{name: value for name, value in os.environ.items() if name != "TF_CONFIG"},
+             "TF_CPP_MIN_LOG_LEVEL": "2", "SLURM_JOB_ID": "7"})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert ("--strategy=multi_worker: TensorFlow's SlurmClusterResolver assigns GPUs"
+            in result.stderr)
+    assert not any(tmp_path.rglob("*.keras"))
 
 
 def test_unusable_data_and_folders_are_usage_errors_before_training(tmp_path):

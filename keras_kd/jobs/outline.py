@@ -81,6 +81,16 @@ def check_writable(folder):
         ) from None
 
 
+def start(runtime):
+    """`runtime.start()`, with a strategy this process cannot make (a Slurm
+    cluster without GPUs, CPU replicas once TensorFlow has started) as a
+    `ConfigError` naming why, before any training."""
+    try:
+        return runtime.start()
+    except ValueError as error:
+        raise ConfigError(f"--strategy={runtime.strategy}: {error}") from None
+
+
 class JobRun:
     """One run of a job: its strategy, folders, backups and timings.
 
@@ -96,7 +106,7 @@ class JobRun:
 
     def __init__(self, runtime):
         self.runtime = runtime
-        self.strategy = runtime.start()
+        self.strategy = start(runtime)
         self.output_dir = self.backup_root = self.written_dir = None
         self.timing = {}
         self._backups = []
