@@ -308,22 +308,22 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive integer; got {workers!r}.")
     writes = distribute.is_chief(strategy)
-    found = []  # per run: (prefix, key, its row kept or reused, whether reused)
+    found = []  # per run: (prefix, key, its row kept or reused, whether reused, problem)
     for index, run in enumerate(runs):
         prefix = f"[{index + 1}/{len(runs)}] {run.run_id}"
         run_key = key(run.config) if key else None
         row, problem = stored_row(result_path(output_dir, run), run_key)
         reused = False
-        if row is None:
-            if problem:
-                log(f"{prefix}: {problem}; running it again")
-            row = _reused_row(reuse_dir, run_key, experiment, run) if reuse_dir else None
+        if row is None and reuse_dir:
+            row = _reused_row(reuse_dir, run_key, experiment, run)
             reused = row is not None
-        found.append((prefix, run_key, row, reused))
-    agreed = distribute.all_workers_agree([row is not None for _, _, row, _ in found], strategy)
+        found.append((prefix, run_key, row, reused, problem))
+    agreed = distribute.all_workers_agree([item[2] is not None for item in found], strategy)
     rows, todo = {}, []
-    for index, (run, (prefix, run_key, row, reused), done) in enumerate(
+    for index, (run, (prefix, run_key, row, reused, problem), done) in enumerate(
             zip(runs, found, agreed)):
+        if problem:
+            log(f"{prefix}: {problem}; running it again")
         if not done:
             todo.append((index, prefix, run, run_key))
             continue
