@@ -318,7 +318,8 @@ def run_sweep(runs, output_dir, job, experiment="", description="", log=print, p
             row = _reused_row(reuse_dir, run_key, experiment, run)
             reused = row is not None
         found.append((prefix, run_key, row, reused, problem))
-    agreed = distribute.all_workers_agree([item[2] is not None for item in found], strategy)
+    agreed = distribute.all_workers_agree([row is not None for _, _, row, _, _ in found],
+                                          strategy)
     rows, todo = {}, []
     for index, (run, (prefix, run_key, row, reused, problem), done) in enumerate(
             zip(runs, found, agreed)):
