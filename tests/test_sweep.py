@@ -366,6 +366,7 @@ def shared_saved_models(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("study")  # one pytest process of `make test-all`: one shared folder
 @pytest.mark.parametrize("experiment", STUDY)
 def test_every_experiment_runs_at_smoke_scale(shared_saved_models, experiment):
     _run("sweep", f"--experiment={experiment}", "--scale=smoke", "--verbose=0",
