@@ -25,16 +25,20 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m launch.distill
 
-# The fast tier in two processes (pytest-xdist): its tests are many and short, so two ran it
-# in about 0.6 of one's time on the 2-core box. The slow tier stays in one process: its
-# multi-process and kill/resume tests time their own subprocesses.
+# Both tiers run in two pytest processes (pytest-xdist): most tests keep one core busy (tracing
+# and small steps), so two ran the fast tier in about 0.6 of one's time on the 2-core box. In
+# `test-all`, the smoke sweeps that share a saved_models folder go to one process (loadgroup);
+# the multi-worker tests, which start two TensorFlow processes and time them, run after the
+# rest, on their own.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "slow or not slow" \
+		--ignore=tests/test_multi_worker.py
+	$(PY) -m pytest -m "slow or not slow" tests/test_multi_worker.py
 
 study: $(STAMP)
 	for experiment in $(STUDY); do $(PY) -m launch.sweep --experiment=$$experiment || exit 1; done
