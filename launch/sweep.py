@@ -69,7 +69,8 @@ flags.DEFINE_bool("dry_run", False, "Print the runs, one line each, and stop.")
 flags.DEFINE_enum(
     "scale", "study", list(experiments.SCALES),
     "study: the experiment as its flagfile sets it. smoke: the same grid, one seed, "
-    "every model trained 1 epoch (a GAN 1 epoch), into <experiment>-smoke; for tests.",
+    "every model trained 1 epoch (a GAN 1 epoch, rated on 64 samples), into "
+    "<experiment>-smoke; for tests.",
 )
 flags.DEFINE_integer(
     "gan_epochs", None, "Epochs of the GAN a gan policy needs, when there is none yet "
@@ -341,9 +342,10 @@ def ensure_generators(runs, verbose, strategy=None):
             data=config.data, output=jobs.Output(saved_models_dir=config.output.saved_models_dir),
             runtime=config.runtime, teacher=config.teacher, training=config.training,
         )
-        epochs = 1 if FLAGS.scale == "smoke" else FLAGS.gan_epochs
-        if epochs:
-            gan_config = config_lib.override(gan_config, {"epochs": epochs})
+        if FLAGS.scale == "smoke":
+            gan_config = config_lib.override(gan_config, experiments.sweep.SMOKE_GAN_SETTINGS)
+        elif FLAGS.gan_epochs:
+            gan_config = config_lib.override(gan_config, {"epochs": FLAGS.gan_epochs})
         config_flags.run_or_exit(jobs.gan.run, gan_config, verbose=verbose,
                                  folder_flags=_FOLDER_FLAGS)
 

@@ -140,6 +140,9 @@ def test_each_runs_end_to_end_at_smoke_scale_on_mock_cifar100(cifar100_saved_mod
         assert 0 <= row["metrics"]["test_control_agreement"] <= 1
         if reference:
             assert 0 <= row["metrics"]["test_reference_agreement"] <= 1
+    if any("gan" in row["config"]["policy"] for row in rows):
+        with open(saved_models / "tfds_cifar100" / "gan" / "metrics.json") as f:
+            assert json.load(f)["num_samples"] == 64  # smoke scale rates one batch
     summary = (sweep_dir / "summary.md").read_text()
     # Smoke scale runs each grid's first and last point: the paper's cells among them.
     stated_here = any(dict(settings).items() <= row["settings"].items()

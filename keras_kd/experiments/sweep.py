@@ -27,6 +27,9 @@ SCALES = ("study", "smoke")
 # Smoke scale: the first and the last point of each grid, one seed, every
 # model trained one epoch, so an experiment's code paths run in about a minute.
 SMOKE_SETTINGS = {"epochs": 1, "teacher_epochs": 1}
+# The GAN a smoke sweep trains where a `gan` policy needs one: one epoch, its samples rated on
+# one batch (the default 1,000 samples through a 5-member ResNet-56 teacher take minutes).
+SMOKE_GAN_SETTINGS = {"epochs": 1, "num_samples": 64}
 
 
 @dataclasses.dataclass(frozen=True)
